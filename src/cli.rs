@@ -1,0 +1,315 @@
+//! The command line, defined once: help, completions and man pages are generated from it.
+//!
+//! pactor handles the sync operation (`-S` with `y`, `u`, `w` and targets) and hands every
+//! other pacman invocation to pacman unchanged, so it can be aliased to `pacman`. The decision
+//! is made by [`classify`], which looks only at the operation letters and then lets clap judge
+//! the flags: a sync invocation with a flag pactor does not implement (`-Ss`, `-Si`, `-Sc`,
+//! `--print`, …) goes to pacman as well.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
+
+/// What to do with an invocation.
+#[derive(Debug)]
+pub enum Invocation {
+    /// A sync transaction pactor runs itself.
+    Sync(Box<SyncArgs>),
+    /// pactor's own `--help` or `--version` (or a clap usage error to print).
+    Builtin(clap::Error),
+    /// pactor's own `--generate KIND`, for packagers.
+    Generate(Generate),
+    /// Anything else: exec pacman with the same argv.
+    Pacman(Vec<OsString>),
+}
+
+/// Files generated from the command-line definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    Man,
+    CompleteBash,
+    CompleteZsh,
+    CompleteFish,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+const ABOUT: &str = "pacman -S/-Syu/-Sw that prefetches every package before the commit";
+const LONG_ABOUT: &str = "\
+pactor runs pacman's sync transaction with libalpm, exactly as pacman computes it, but fetches \
+every needed package into the pacman cache first: over HTTP from the repo's mirrors (in \
+mirrorlist order, resuming partial files, with no low-speed abort), verified against the sha256 \
+in the sync database, and moved into the cache atomically. The commit then runs with zero \
+network transfer.
+
+Every operation other than -S (and -S flags pactor does not handle, such as -Ss, -Si, -Sc) is \
+passed to pacman unchanged, so pactor can be aliased to pacman.";
+
+/// `pactor -S[yuw] [options] [targets]`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pactor",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = "Operations other than -S are passed to pacman: see pacman(8).",
+    disable_version_flag = true
+)]
+pub struct SyncArgs {
+    /// Synchronize packages (the operation pactor handles)
+    #[arg(short = 'S', long = "sync", required = true)]
+    pub sync: bool,
+    /// Download fresh package databases; twice to force a refresh of up-to-date ones
+    #[arg(short = 'y', long = "refresh", action = ArgAction::Count)]
+    pub refresh: u8,
+    /// Upgrade installed packages; twice to allow downgrades
+    #[arg(short = 'u', long = "sysupgrade", action = ArgAction::Count)]
+    pub sysupgrade: u8,
+    /// Download packages into the cache but do not install anything
+    #[arg(short = 'w', long = "downloadonly")]
+    pub download_only: bool,
+    /// Do not reinstall up-to-date targets
+    #[arg(long)]
+    pub needed: bool,
+    /// Skip dependency version checks (-dd to skip all dependency checks)
+    #[arg(short = 'd', long = "nodeps", action = ArgAction::Count)]
+    pub nodeps: u8,
+    /// Install packages as non-explicitly installed
+    #[arg(long)]
+    pub asdeps: bool,
+    /// Install packages as explicitly installed
+    #[arg(long)]
+    pub asexplicit: bool,
+    /// Only modify database entries, not package files
+    #[arg(long)]
+    pub dbonly: bool,
+    /// Do not execute the install scriptlet if one exists
+    #[arg(long)]
+    pub noscriptlet: bool,
+    /// Overwrite conflicting files (can be used more than once)
+    #[arg(long, value_name = "GLOB")]
+    pub overwrite: Vec<String>,
+    /// Ignore a package upgrade (can be used more than once; comma-separated)
+    #[arg(long, value_name = "PKG", value_delimiter = ',')]
+    pub ignore: Vec<String>,
+    /// Ignore a group upgrade (can be used more than once; comma-separated)
+    #[arg(long, value_name = "GRP", value_delimiter = ',')]
+    pub ignoregroup: Vec<String>,
+    /// Do not ask for any confirmation
+    #[arg(long, overrides_with = "confirm")]
+    pub noconfirm: bool,
+    /// Always ask for confirmation
+    #[arg(long, overrides_with = "noconfirm")]
+    pub confirm: bool,
+    /// Set an alternate pacman configuration file
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Set an alternate installation root
+    #[arg(short = 'r', long, value_name = "PATH")]
+    pub root: Option<PathBuf>,
+    /// Set an alternate database location
+    #[arg(short = 'b', long, value_name = "PATH")]
+    pub dbpath: Option<PathBuf>,
+    /// Set an alternate package cache location (can be used more than once)
+    #[arg(long, value_name = "DIR")]
+    pub cachedir: Vec<PathBuf>,
+    /// Set an alternate hook location (can be used more than once)
+    #[arg(long, value_name = "DIR")]
+    pub hookdir: Vec<PathBuf>,
+    /// Set an alternate home directory for GnuPG
+    #[arg(long, value_name = "PATH")]
+    pub gpgdir: Option<PathBuf>,
+    /// Set an alternate log file
+    #[arg(long, value_name = "PATH")]
+    pub logfile: Option<PathBuf>,
+    /// Set an alternate architecture (can be used more than once)
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Vec<String>,
+    /// Colorize the output
+    #[arg(long, value_name = "WHEN", value_enum, num_args = 0..=1, default_missing_value = "always")]
+    pub color: Option<ColorWhen>,
+    /// Accepted for pacman compatibility; pactor never aborts a slow download
+    #[arg(long)]
+    pub disable_download_timeout: bool,
+    /// Do not show progress bars
+    #[arg(long)]
+    pub noprogressbar: bool,
+    /// Show less information
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Be verbose
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Display debug messages (pactor's tracing output and alpm's debug log)
+    #[arg(long)]
+    pub debug: bool,
+    /// pactor's own settings (INI, like pacman.conf)
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "PACTOR_CONF",
+        default_value = "/etc/pactor.conf"
+    )]
+    pub pactor_conf: PathBuf,
+    /// Generate a man page or shell completion script on stdout (for packagers)
+    #[arg(long, value_enum, value_name = "KIND", hide = true, exclusive = true)]
+    pub generate: Option<Generate>,
+    /// Print version information
+    #[arg(long, action = ArgAction::Version)]
+    pub version: Option<bool>,
+    /// Packages, groups, provisions (foo>=1.2) or repo/package
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+}
+
+impl SyncArgs {
+    /// Whether `--pactor-conf` was given explicitly, so a missing file is an error.
+    pub fn pactor_conf_is_default(&self) -> bool {
+        self.pactor_conf == std::path::Path::new("/etc/pactor.conf")
+    }
+}
+
+/// The clap command, for help, completions and the man page.
+pub fn command() -> clap::Command {
+    SyncArgs::command()
+}
+
+/// Decides who handles `argv` (which includes the program name).
+pub fn classify(argv: Vec<OsString>) -> Invocation {
+    let ops = operations(&argv[1..]);
+    let wants_builtin = argv[1..]
+        .iter()
+        .any(|a| a == "-h" || a == "--help" || a == "--version" || a == "--generate");
+    if ops != ['S'] && !(ops.is_empty() && wants_builtin) {
+        return Invocation::Pacman(argv);
+    }
+    let mut argv_for_clap = argv.clone();
+    if ops.is_empty() {
+        // `pactor --help`: let clap see a sync op so `required` does not get in the way.
+        argv_for_clap.push("-S".into());
+    }
+    match SyncArgs::try_parse_from(&argv_for_clap) {
+        Ok(args) => match args.generate {
+            Some(kind) => Invocation::Generate(kind),
+            None => Invocation::Sync(Box::new(args)),
+        },
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                Invocation::Builtin(e)
+            }
+            // A flag pactor does not implement: pacman knows it, or says what is wrong.
+            clap::error::ErrorKind::UnknownArgument => Invocation::Pacman(argv),
+            _ => Invocation::Builtin(e),
+        },
+    }
+}
+
+/// The pacman operations named in `args` (upper-case short letters and long names), in order.
+fn operations(args: &[OsString]) -> Vec<char> {
+    const LONG: [(&str, char); 8] = [
+        ("--sync", 'S'),
+        ("--query", 'Q'),
+        ("--remove", 'R'),
+        ("--upgrade", 'U'),
+        ("--files", 'F'),
+        ("--database", 'D'),
+        ("--deptest", 'T'),
+        ("--version", 'V'),
+    ];
+    let mut ops = Vec::new();
+    for arg in args {
+        let Some(arg) = arg.to_str() else { continue };
+        if arg == "--" {
+            break;
+        }
+        if let Some(&(_, op)) = LONG.iter().find(|(name, _)| *name == arg) {
+            if op != 'V' {
+                ops.push(op);
+            }
+        } else if let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.starts_with('-')) {
+            ops.extend(cluster.chars().filter(|c| "SQRUFDTV".contains(*c)));
+        }
+    }
+    ops.dedup();
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify_str(line: &str) -> Invocation {
+        classify(
+            std::iter::once("pactor")
+                .chain(line.split_whitespace())
+                .map(Into::into)
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn sync_variants_are_pactors() {
+        for line in [
+            "-S foo",
+            "-Syu",
+            "-Syyuu --noconfirm",
+            "-Sw foo",
+            "--sync --refresh",
+            "-S --needed core/foo",
+        ] {
+            assert!(matches!(classify_str(line), Invocation::Sync(_)), "{line}");
+        }
+        let Invocation::Sync(args) = classify_str("-Syyu --ignore a,b --ignore c x") else {
+            panic!()
+        };
+        assert_eq!((args.refresh, args.sysupgrade), (2, 1));
+        assert_eq!(args.ignore, ["a", "b", "c"]);
+        assert_eq!(args.targets, ["x"]);
+    }
+
+    #[test]
+    fn everything_else_goes_to_pacman() {
+        for line in [
+            "-Q", "-Qi foo", "-R foo", "-Ss foo", "-Si foo", "-Sc", "-Sl", "-V", "-U x.pkg",
+            "-Sp foo", "",
+        ] {
+            assert!(
+                matches!(classify_str(line), Invocation::Pacman(_)),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn help_and_version_are_pactors() {
+        for line in ["-h", "--help", "--version", "-Sh"] {
+            assert!(
+                matches!(classify_str(line), Invocation::Builtin(_)),
+                "{line}"
+            );
+        }
+    }
+}
+
+/// Writes the man page or a completion script generated from [`command`].
+pub fn generate(kind: Generate, out: &mut dyn std::io::Write) {
+    use clap_complete::Shell;
+    let mut cmd = command();
+    let shell = match kind {
+        Generate::Man => {
+            let _ = clap_mangen::Man::new(cmd).section("8").render(out);
+            return;
+        }
+        Generate::CompleteBash => Shell::Bash,
+        Generate::CompleteZsh => Shell::Zsh,
+        Generate::CompleteFish => Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "pactor", out);
+}

@@ -1,0 +1,220 @@
+//! pactor's own settings, `/etc/pactor.conf`, in pacman.conf's dialect.
+//!
+//! The dialect is pacman's (sections, `Key = Value`, bare flags, `#` comments, repeatable keys)
+//! so that an Arch user reads it without a manual. It is small enough that a hand-written
+//! reader with exact file:line errors serves better than a generic INI crate, none of which
+//! accept pacman's bare flags.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A broken pactor.conf: always names the file and line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}, line {line}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+/// The settings pactor reads from pactor.conf, with their defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Time allowed to establish a connection to a mirror before trying the next one.
+    pub connect_timeout: Duration,
+    /// Time a mirror may send nothing (headers or body) before the next one is tried.
+    pub idle_timeout: Duration,
+    /// Parallel file downloads; `None` means pacman.conf's `ParallelDownloads`.
+    pub parallel_downloads: Option<usize>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            parallel_downloads: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `path`. A missing file is fine when it is the default location (`optional`).
+    pub fn load(path: &Path, optional: bool) -> Result<Settings, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Settings::parse(&text, path),
+            Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Settings::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses pactor.conf text; `path` only labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+        let mut settings = Settings::default();
+        for entry in entries(text) {
+            let entry = entry.map_err(|(line, message)| ConfigError::Syntax {
+                path: path.to_owned(),
+                line,
+                message,
+            })?;
+            let syntax = |message: String| ConfigError::Syntax {
+                path: path.to_owned(),
+                line: entry.line,
+                message,
+            };
+            if entry.section != "options" {
+                return Err(syntax(format!("unknown section '{}'", entry.section)));
+            }
+            let value = || {
+                entry
+                    .value
+                    .ok_or_else(|| syntax(format!("option '{}' needs a value", entry.key)))
+            };
+            match entry.key {
+                "ConnectTimeout" => settings.connect_timeout = seconds(value()?).map_err(syntax)?,
+                "IdleTimeout" => settings.idle_timeout = seconds(value()?).map_err(syntax)?,
+                "ParallelDownloads" => {
+                    let n = value()?
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=64).contains(n))
+                        .ok_or_else(|| syntax("ParallelDownloads must be 1 to 64".into()))?;
+                    settings.parallel_downloads = Some(n);
+                }
+                other => tracing::warn!(
+                    "{}:{}: unknown option '{other}' ignored",
+                    path.display(),
+                    entry.line
+                ),
+            }
+        }
+        Ok(settings)
+    }
+}
+
+fn seconds(value: &str) -> Result<Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("'{value}' is not a number of seconds (0 to 86400)"))
+}
+
+/// One `Key [= Value]` line, with its section and line number.
+#[derive(Debug, PartialEq)]
+struct Entry<'a> {
+    section: &'a str,
+    line: usize,
+    key: &'a str,
+    value: Option<&'a str>,
+}
+
+/// The entries of a pacman-style INI text; an error is `(line, message)`.
+fn entries(text: &str) -> impl Iterator<Item = Result<Entry<'_>, (usize, String)>> {
+    let mut section: Option<&str> = None;
+    text.lines().enumerate().filter_map(move |(index, raw)| {
+        let line = index + 1;
+        let content = raw.split_once('#').map_or(raw, |(before, _)| before).trim();
+        if content.is_empty() {
+            return None;
+        }
+        if let Some(rest) = content.strip_prefix('[') {
+            return match rest.strip_suffix(']').map(str::trim) {
+                Some(name) if !name.is_empty() => {
+                    section = Some(name);
+                    None
+                }
+                _ => Some(Err((line, format!("invalid section header '{content}'")))),
+            };
+        }
+        let Some(section) = section else {
+            return Some(Err((line, "option outside of any section".into())));
+        };
+        let (key, value) = match content.split_once('=') {
+            Some((key, value)) => (key.trim(), Some(value.trim())),
+            None => (content, None),
+        };
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return Some(Err((line, format!("invalid option name '{key}'"))));
+        }
+        Some(Ok(Entry {
+            section,
+            line,
+            key,
+            value,
+        }))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, ConfigError> {
+        Settings::parse(text, Path::new("/etc/pactor.conf"))
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        assert_eq!(parse("").unwrap(), Settings::default());
+        let s = parse(
+            "# c\n[options]\nConnectTimeout = 2.5 # inline\nIdleTimeout=7\nParallelDownloads = 3\n",
+        )
+        .unwrap();
+        assert_eq!(s.connect_timeout, Duration::from_millis(2500));
+        assert_eq!(s.idle_timeout, Duration::from_secs(7));
+        assert_eq!(s.parallel_downloads, Some(3));
+    }
+
+    #[test]
+    fn unknown_options_are_tolerated_for_newer_files() {
+        assert_eq!(
+            parse("[options]\nSomeFutureFlag\n").unwrap(),
+            Settings::default()
+        );
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        for (text, line) in [
+            ("[options]\n\nConnectTimeout = soon\n", 3),
+            ("[options\n", 1),
+            ("ConnectTimeout = 1\n", 1),
+            ("[options]\nIdleTimeout\n", 2),
+            ("[options]\nParallelDownloads = 0\n", 2),
+            ("[repo]\nX = 1\n", 2),
+            ("[options]\nbad key = 1\n", 2),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("config file /etc/pactor.conf, line {line}:")),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_but_explicit_is_not() {
+        let missing = Path::new("/nonexistent/pactor.conf");
+        assert_eq!(Settings::load(missing, true).unwrap(), Settings::default());
+        assert!(
+            Settings::load(missing, false)
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent/pactor.conf")
+        );
+    }
+}

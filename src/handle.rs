@@ -1,0 +1,125 @@
+//! pacman.conf read through `pacman-conf` (crate `pacmanconf`), the command line's overrides
+//! applied on top, and an alpm handle configured exactly as pacman would configure it.
+
+use std::path::{Path, PathBuf};
+
+use alpm::{Alpm, TransFlag};
+use anyhow::{Context, Result, bail};
+use pacmanconf::Config;
+
+use crate::cli::SyncArgs;
+
+/// pacman.conf with the command line applied, as pacman resolves it.
+pub struct PacmanConfig {
+    pub conf: Config,
+}
+
+impl PacmanConfig {
+    pub fn load(args: &SyncArgs) -> Result<PacmanConfig> {
+        let mut options = Config::options();
+        if let Some(config) = &args.config {
+            options.pacman_conf(config.to_string_lossy());
+        }
+        if let Some(root) = &args.root {
+            options.root_dir(root.to_string_lossy());
+        }
+        let mut conf = options.read().map_err(|e| {
+            anyhow::anyhow!("{}", e.to_string().trim_end())
+                .context("failed to read pacman.conf through pacman-conf")
+        })?;
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        if let Some(dbpath) = &args.dbpath {
+            conf.db_path = path(dbpath);
+        }
+        if !args.cachedir.is_empty() {
+            conf.cache_dir = args.cachedir.iter().map(path).collect();
+        }
+        if !args.hookdir.is_empty() {
+            conf.hook_dir = args.hookdir.iter().map(path).collect();
+        }
+        if let Some(gpgdir) = &args.gpgdir {
+            conf.gpg_dir = path(gpgdir);
+        }
+        if let Some(logfile) = &args.logfile {
+            conf.log_file = path(logfile);
+        }
+        if !args.arch.is_empty() {
+            conf.architecture = args.arch.clone();
+        }
+        conf.ignore_pkg.extend(args.ignore.iter().cloned());
+        conf.ignore_group.extend(args.ignoregroup.iter().cloned());
+        // pactor never aborts slow transfers; alpm only ever downloads databases for us.
+        conf.disable_download_timeout |= args.disable_download_timeout;
+        Ok(PacmanConfig { conf })
+    }
+
+    /// The cache directories in pacman's order.
+    pub fn cache_dirs(&self) -> Vec<PathBuf> {
+        self.conf.cache_dir.iter().map(PathBuf::from).collect()
+    }
+
+    /// The first cache directory pactor can write to: prefetched files go there.
+    pub fn writable_cache_dir(&self) -> Result<PathBuf> {
+        for dir in self.cache_dirs() {
+            if is_writable_dir(&dir) {
+                return Ok(dir);
+            }
+        }
+        bail!(
+            "no writable cache directory (CacheDir: {})",
+            self.conf.cache_dir.join(", ")
+        )
+    }
+
+    pub fn alpm(&self) -> Result<Alpm> {
+        let mut alpm = alpm_utils::alpm_with_conf(&self.conf).map_err(|e| {
+            anyhow::anyhow!(
+                "failed to initialize alpm library:\n({}: {})",
+                e,
+                self.conf.db_path
+            )
+        })?;
+        // alpm-utils sets IgnorePkg twice and IgnoreGroup never.
+        alpm.set_ignoregroups(self.conf.ignore_group.iter())
+            .context("failed to set IgnoreGroup")?;
+        Ok(alpm)
+    }
+}
+
+/// The transaction flags the command line asks for.
+pub fn trans_flags(args: &SyncArgs) -> TransFlag {
+    let mut flags = TransFlag::NONE;
+    if args.nodeps >= 1 {
+        flags |= TransFlag::NO_DEP_VERSION;
+    }
+    if args.nodeps >= 2 {
+        flags |= TransFlag::NO_DEPS;
+    }
+    if args.needed {
+        flags |= TransFlag::NEEDED;
+    }
+    if args.asdeps {
+        flags |= TransFlag::ALL_DEPS;
+    }
+    if args.asexplicit {
+        flags |= TransFlag::ALL_EXPLICIT;
+    }
+    if args.dbonly {
+        flags |= TransFlag::DB_ONLY;
+    }
+    if args.noscriptlet {
+        flags |= TransFlag::NO_SCRIPTLET;
+    }
+    if args.download_only {
+        flags |= TransFlag::DOWNLOAD_ONLY;
+    }
+    flags
+}
+
+fn is_writable_dir(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    dir.is_dir() && unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0
+}

@@ -1,0 +1,187 @@
+//! One HTTP transfer of one file from one mirror into a `.part` file: resumed with `Range`,
+//! hashed while it streams, bounded by a connect timeout and an idle timeout, never by a
+//! minimum speed. Choosing mirrors and judging the bytes is the prefetch's job.
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, RANGE};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+
+/// What a finished transfer holds: the whole file's length and sha256 (resumed prefix included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetched {
+    pub len: u64,
+    pub sha256: [u8; 32],
+    /// Bytes that came over the network in this transfer (the rest was already on disk).
+    pub transferred: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("The requested URL returned error: {0}")]
+    Status(StatusCode),
+    #[error("no data for {0:?}")]
+    Idle(Duration),
+    #[error("the server sent more than the expected {0} bytes")]
+    TooLong(u64),
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A shared HTTP client with pactor's timeouts.
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    idle: Duration,
+}
+
+impl Http {
+    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> anyhow::Result<Http> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .user_agent(concat!("pactor/", env!("CARGO_PKG_VERSION")))
+            // Package files are already compressed; ask for the bytes as they are.
+            .no_gzip()
+            .build()?;
+        Ok(Http {
+            client,
+            idle: idle_timeout,
+        })
+    }
+
+    /// Downloads `url` into `part`, continuing from the bytes already there. `max_len` bounds
+    /// what is accepted (the database's size); a complete `part` is returned without a request.
+    /// `on_bytes` hears every chunk that arrives.
+    pub async fn fetch(
+        &self,
+        url: &str,
+        part: &Path,
+        max_len: Option<u64>,
+        on_bytes: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Fetched, FetchError> {
+        let mut file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(part)
+            .await?;
+        let mut offset = file.metadata().await?.len();
+        if max_len.is_some_and(|max| offset > max) {
+            file.set_len(0).await?;
+            offset = 0;
+        }
+        let mut hasher = Sha256::new();
+        hash_prefix(&mut file, offset, &mut hasher).await?;
+        if max_len == Some(offset) && offset > 0 {
+            return Ok(Fetched {
+                len: offset,
+                sha256: hasher.finalize().into(),
+                transferred: 0,
+            });
+        }
+
+        let mut request = self.client.get(url);
+        if offset > 0 {
+            request = request.header(RANGE, format!("bytes={offset}-"));
+        }
+        let response = self.idle_bound(request.send()).await??;
+        match response.status() {
+            StatusCode::PARTIAL_CONTENT if offset > 0 && range_start(&response) == Some(offset) => {
+            }
+            StatusCode::OK => {
+                // The server ignored the range: start over.
+                file.set_len(0).await?;
+                offset = 0;
+                hasher = Sha256::new();
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                // Our partial is longer than the server's file: it is not this file.
+                file.set_len(0).await?;
+                return Err(FetchError::Status(StatusCode::RANGE_NOT_SATISFIABLE));
+            }
+            status => return Err(FetchError::Status(status)),
+        }
+
+        let mut writer = BufWriter::with_capacity(256 * 1024, file);
+        writer.seek_to(offset).await?;
+        let mut len = offset;
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = self.idle_bound(stream.next()).await? {
+            let chunk = chunk?;
+            len += chunk.len() as u64;
+            if let Some(max) = max_len.filter(|max| len > *max) {
+                writer.flush().await?;
+                writer.get_mut().set_len(0).await?;
+                return Err(FetchError::TooLong(max));
+            }
+            hasher.update(&chunk);
+            writer.write_all(&chunk).await?;
+            on_bytes(chunk.len() as u64);
+        }
+        writer.flush().await?;
+        Ok(Fetched {
+            len,
+            sha256: hasher.finalize().into(),
+            transferred: len - offset,
+        })
+    }
+
+    async fn idle_bound<F: std::future::Future>(&self, f: F) -> Result<F::Output, FetchError> {
+        tokio::time::timeout(self.idle, f)
+            .await
+            .map_err(|_| FetchError::Idle(self.idle))
+    }
+}
+
+trait SeekTo {
+    async fn seek_to(&mut self, offset: u64) -> std::io::Result<()>;
+}
+
+impl SeekTo for BufWriter<tokio::fs::File> {
+    async fn seek_to(&mut self, offset: u64) -> std::io::Result<()> {
+        use tokio::io::AsyncSeekExt;
+        self.get_mut()
+            .seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Feeds the first `len` bytes of `file` to `hasher`, so a resumed file is hashed whole.
+async fn hash_prefix(
+    file: &mut tokio::fs::File,
+    len: u64,
+    hasher: &mut Sha256,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = file.read(&mut buf[..want]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// The first byte of a `206` response, from `Content-Range: bytes START-END/TOTAL`.
+fn range_start(response: &reqwest::Response) -> Option<u64> {
+    let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    value
+        .strip_prefix("bytes ")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -1,0 +1,66 @@
+//! pactor: `pacman -Syu` that prefetches every package before an offline commit.
+
+mod callbacks;
+mod cli;
+mod commit;
+mod config;
+mod handle;
+mod http;
+mod passthrough;
+mod prefetch;
+mod progress;
+mod sync;
+mod transaction;
+mod ui;
+
+use std::process::ExitCode;
+
+/// An error already reported to the user in pacman's words; only the exit code is left.
+#[derive(Debug)]
+pub struct ExitQuietly(pub u8);
+
+impl std::fmt::Display for ExitQuietly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitQuietly {}
+
+fn main() -> ExitCode {
+    match cli::classify(std::env::args_os().collect()) {
+        cli::Invocation::Pacman(argv) => {
+            let err = passthrough::exec_pacman(&argv);
+            ui::error(&format!(
+                "could not run {}: {err}",
+                passthrough::pacman_binary().to_string_lossy()
+            ));
+            ExitCode::from(1)
+        }
+        cli::Invocation::Builtin(e) => {
+            let _ = e.print();
+            ExitCode::from(if e.use_stderr() { 1 } else { 0 })
+        }
+        cli::Invocation::Generate(kind) => {
+            cli::generate(kind, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        cli::Invocation::Sync(args) => match sync::run(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                if let Some(quiet) = e.downcast_ref::<ExitQuietly>() {
+                    return ExitCode::from(quiet.0);
+                }
+                let mut chain = e.chain();
+                let first = chain.next().map(ToString::to_string).unwrap_or_default();
+                let causes: Vec<String> = chain.map(ToString::to_string).collect();
+                if causes.is_empty() {
+                    ui::error(&first);
+                } else {
+                    ui::error(&format!("{first}: {}", causes.join(": ")));
+                }
+                ExitCode::from(1)
+            }
+        },
+    }
+}

@@ -1,0 +1,399 @@
+//! The sync transaction, computed by libalpm exactly as pacman computes it: database refresh,
+//! targets (packages, `repo/pkg`, groups, provisions), sysupgrade, preparation, pacman's
+//! summary and the confirmation. What it yields is the list of files the commit will need.
+
+use alpm::{Alpm, PackageFrom, PrepareData, SigLevel};
+use anyhow::{Result, anyhow, bail};
+
+use crate::cli::SyncArgs;
+use crate::ui;
+
+/// A package file the commit needs, with what the sync database says it must be.
+#[derive(Debug, Clone)]
+pub struct PackageFile {
+    /// `name-ver-arch.pkg.tar.zst`: the name in the cache and on every mirror.
+    pub filename: String,
+    pub repo: String,
+    /// The repo's servers in mirrorlist order.
+    pub servers: Vec<String>,
+    /// Compressed size from the database.
+    pub size: u64,
+    /// sha256 from the database: the only authority on the file's bytes.
+    pub sha256: Option<[u8; 32]>,
+    /// The detached signature embedded in the database, if any.
+    pub base64_sig: Option<String>,
+    pub signature: SignaturePolicy,
+}
+
+/// Whether the commit will want `<file>.sig` in the cache (alpm re-downloads otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignaturePolicy {
+    NotChecked,
+    Optional,
+    Required,
+}
+
+impl SignaturePolicy {
+    fn from_siglevel(level: SigLevel) -> Self {
+        if !level.contains(SigLevel::PACKAGE) {
+            SignaturePolicy::NotChecked
+        } else if level.contains(SigLevel::PACKAGE_OPTIONAL) {
+            SignaturePolicy::Optional
+        } else {
+            SignaturePolicy::Required
+        }
+    }
+}
+
+/// Why the transaction stopped before the prefetch without an error.
+pub enum Planned {
+    /// Files to prefetch and commit.
+    Proceed(Vec<PackageFile>),
+    /// " there is nothing to do".
+    NothingToDo,
+}
+
+/// `-y`: refresh the sync databases with alpm's own downloader, printing pacman's lines.
+pub fn refresh(alpm: &mut Alpm, force: bool) -> Result<()> {
+    ui::section("Synchronizing package databases...");
+    alpm.syncdbs_mut()
+        .update(force)
+        .map_err(|e| anyhow!("failed to synchronize all databases ({e})"))?;
+    Ok(())
+}
+
+/// Adds the targets and the sysupgrade, prepares, prints the summary and asks to proceed.
+/// The transaction must already be initialised (which takes the database lock).
+pub fn plan(alpm: &mut Alpm, args: &SyncArgs) -> Result<Planned> {
+    if args.sysupgrade > 0 {
+        ui::section("Starting full system upgrade...");
+        alpm.sync_sysupgrade(args.sysupgrade >= 2)
+            .map_err(|e| anyhow!("failed to prepare transaction ({e})"))?;
+    }
+    let mut failed = false;
+    for target in &args.targets {
+        failed |= !add_target(alpm, target)?;
+    }
+    if failed {
+        bail!(crate::ExitQuietly(1));
+    }
+    prepare(alpm)?;
+    if alpm.trans_add().is_empty() && alpm.trans_remove().is_empty() {
+        println!(" there is nothing to do");
+        return Ok(Planned::NothingToDo);
+    }
+    print_summary(alpm);
+    let prompt = if args.download_only {
+        "Proceed with download?"
+    } else {
+        "Proceed with installation?"
+    };
+    if !ui::confirm(prompt, true) {
+        bail!(crate::ExitQuietly(1));
+    }
+    Ok(Planned::Proceed(package_files(alpm)))
+}
+
+/// pacman's `process_target`: `repo/name` narrows the databases; a name or provision is
+/// resolved by alpm (asking the provider question); otherwise it may be a group.
+/// Returns false after printing `error: target not found: NAME`.
+fn add_target(alpm: &Alpm, target: &str) -> Result<bool> {
+    let (repo, name) = match target.split_once('/') {
+        Some((repo, name)) => (Some(repo), name),
+        None => (None, target),
+    };
+    let dbs: Vec<&alpm::Db> = match repo {
+        Some(repo) => match alpm.syncdbs().iter().find(|db| db.name() == repo) {
+            Some(db) => vec![db],
+            None => {
+                ui::error(&format!("database not found: {repo}"));
+                return Ok(false);
+            }
+        },
+        None => alpm.syncdbs().iter().collect(),
+    };
+    let satisfier = match repo {
+        Some(_) => dbs[0]
+            .pkg(name)
+            .ok()
+            .or_else(|| single_db_satisfier(alpm, dbs[0], name)),
+        None => alpm.syncdbs().find_satisfier(name),
+    };
+    if let Some(pkg) = satisfier {
+        add_pkg(alpm, pkg)?;
+        return Ok(true);
+    }
+    if alpm.last_error() == alpm::Error::PkgIgnored {
+        ui::warning(&format!("skipping target: {target}"));
+        return Ok(true);
+    }
+    add_group(alpm, &dbs, name, target)
+}
+
+/// alpm's satisfier search limited to one database (for `repo/provision`).
+fn single_db_satisfier<'a>(
+    alpm: &'a Alpm,
+    db: &'a alpm::Db,
+    dep: &str,
+) -> Option<&'a alpm::Package> {
+    let _ = alpm;
+    db.pkgs().find_satisfier(dep)
+}
+
+fn add_pkg(alpm: &Alpm, pkg: &alpm::Package) -> Result<()> {
+    match alpm.trans_add_pkg(pkg) {
+        Ok(()) => Ok(()),
+        Err(e) if e.error == alpm::Error::TransDupTarget => Ok(()),
+        Err(e) => Err(anyhow!("'{}': {}", pkg.name(), e.error)),
+    }
+}
+
+/// pacman's `process_group`: all members with `--noconfirm`, else a numbered selection.
+fn add_group(alpm: &Alpm, dbs: &[&alpm::Db], name: &str, target: &str) -> Result<bool> {
+    let mut members: Vec<(&str, &alpm::Package)> = Vec::new();
+    for db in dbs {
+        if let Ok(group) = db.group(name) {
+            for pkg in group.packages() {
+                if !members.iter().any(|(_, p)| p.name() == pkg.name()) {
+                    members.push((db.name(), pkg));
+                }
+            }
+        }
+    }
+    if members.is_empty() {
+        ui::error(&format!("target not found: {target}"));
+        return Ok(false);
+    }
+    let selected = select_group_members(name, &members);
+    for (_, pkg) in members
+        .iter()
+        .zip(selected)
+        .filter(|(_, keep)| *keep)
+        .map(|(m, _)| *m)
+    {
+        // Members already installed and current are skipped like pacman's --needed for groups.
+        add_pkg(alpm, pkg)?;
+    }
+    Ok(true)
+}
+
+fn select_group_members(group: &str, members: &[(&str, &alpm::Package)]) -> Vec<bool> {
+    if ui::Ui::get().noconfirm {
+        return vec![true; members.len()];
+    }
+    ui::section(&format!(
+        "There are {} members in group {group}:",
+        members.len()
+    ));
+    let mut last_repo = "";
+    let mut line = String::new();
+    for (i, (repo, pkg)) in members.iter().enumerate() {
+        if *repo != last_repo {
+            if !line.is_empty() {
+                println!("{line}");
+                line.clear();
+            }
+            ui::section(&format!("Repository {repo}"));
+            last_repo = repo;
+        }
+        line.push_str(&format!("   {}) {}", i + 1, pkg.name()));
+    }
+    println!("{line}\n");
+    loop {
+        use std::io::Write;
+        print!("Enter a selection (default=all): ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).unwrap_or(0) == 0 {
+            println!();
+            return vec![true; members.len()];
+        }
+        match parse_selection(answer.trim(), members.len()) {
+            Some(selection) => return selection,
+            None => ui::error(&format!("invalid value: {}", answer.trim())),
+        }
+    }
+}
+
+/// pacman's selection syntax: `1 3-5`, `^2` to exclude, empty for all.
+pub fn parse_selection(text: &str, count: usize) -> Option<Vec<bool>> {
+    let words: Vec<&str> = text.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+    if words.is_empty() {
+        return Some(vec![true; count]);
+    }
+    let only_exclusions = words.iter().all(|w| w.starts_with('^'));
+    let mut selected = vec![only_exclusions; count];
+    for word in words {
+        let (value, exclude) = match word.strip_prefix('^') {
+            Some(rest) => (rest, true),
+            None => (word, false),
+        };
+        let (start, end) = match value.split_once('-') {
+            Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
+            None => {
+                let n = value.parse::<usize>().ok()?;
+                (n, n)
+            }
+        };
+        if start == 0 || end < start || end > count {
+            return None;
+        }
+        selected[start - 1..end]
+            .iter_mut()
+            .for_each(|s| *s = !exclude);
+    }
+    Some(selected)
+}
+
+fn prepare(alpm: &mut Alpm) -> Result<()> {
+    let Err(err) = alpm.trans_prepare() else {
+        return Ok(());
+    };
+    ui::error(&format!("failed to prepare transaction ({})", err.error()));
+    match err.data() {
+        Some(PrepareData::PkgInvalidArch(pkgs)) => {
+            for pkg in pkgs {
+                ui::section(&format!(
+                    "package {} does not have a valid architecture",
+                    pkg.name()
+                ));
+            }
+        }
+        Some(PrepareData::UnsatisfiedDeps(missing)) => {
+            for miss in missing {
+                let target = miss.target();
+                match miss.causing_pkg() {
+                    Some(cause) => ui::section(&format!(
+                        "unable to satisfy dependency '{}' required by {target} (needed by {cause})",
+                        miss.depend()
+                    )),
+                    None => ui::section(&format!(
+                        "unable to satisfy dependency '{}' required by {target}",
+                        miss.depend()
+                    )),
+                }
+            }
+        }
+        Some(PrepareData::ConflictingDeps(conflicts)) => {
+            for c in conflicts {
+                let (a, b) = (c.package1().name(), c.package2().name());
+                let reason = c.reason().to_string();
+                if reason == a || reason == b {
+                    ui::section(&format!("{a} and {b} are in conflict"));
+                } else {
+                    ui::section(&format!("{a} and {b} are in conflict ({reason})"));
+                }
+            }
+        }
+        None => {}
+    }
+    bail!(crate::ExitQuietly(1))
+}
+
+/// pacman's non-verbose summary: `Packages (N) name-ver  …` and the size lines.
+fn print_summary(alpm: &Alpm) {
+    let add: Vec<_> = alpm.trans_add().iter().collect();
+    let remove: Vec<_> = alpm.trans_remove().iter().collect();
+    let mut names: Vec<String> = add
+        .iter()
+        .map(|p| format!("{}-{}", p.name(), p.version()))
+        .collect();
+    names.extend(
+        remove
+            .iter()
+            .map(|p| format!("{}-{} [removal]", p.name(), p.version())),
+    );
+    names.sort();
+    let download: i64 = add.iter().map(|p| p.download_size()).sum();
+    let installed: i64 = add.iter().map(|p| p.isize()).sum();
+    let localdb = alpm.localdb();
+    let replaced: i64 = add
+        .iter()
+        .filter_map(|p| localdb.pkg(p.name()).ok())
+        .map(|p| p.isize())
+        .sum::<i64>()
+        + remove.iter().map(|p| p.isize()).sum::<i64>();
+    let changes_installed = replaced != 0 || !remove.is_empty();
+
+    println!();
+    println!(
+        "{} {}",
+        console::style(format!("Packages ({})", names.len())).bold(),
+        names.join("  ")
+    );
+    println!();
+    let line = |label: &str, bytes: i64| {
+        println!(
+            "{} {:>10}",
+            console::style(format!("{label:<21}")).bold(),
+            ui::mib(bytes)
+        );
+    };
+    if download > 0 {
+        line("Total Download Size:", download);
+    }
+    line("Total Installed Size:", installed);
+    if changes_installed {
+        line("Net Upgrade Size:", installed - replaced);
+    }
+    println!();
+}
+
+/// The files of the transaction's sync packages, in transaction order.
+fn package_files(alpm: &Alpm) -> Vec<PackageFile> {
+    alpm.trans_add()
+        .iter()
+        .filter(|pkg| pkg.origin() == PackageFrom::SyncDb)
+        .filter_map(|pkg| {
+            let db = pkg.db()?;
+            Some(PackageFile {
+                filename: pkg.filename()?.to_owned(),
+                repo: db.name().to_owned(),
+                servers: db.servers().iter().map(str::to_owned).collect(),
+                size: u64::try_from(pkg.size()).unwrap_or(0),
+                sha256: pkg.sha256sum().and_then(parse_sha256),
+                base64_sig: pkg.base64_sig().map(str::to_owned),
+                signature: SignaturePolicy::from_siglevel(db.siglevel()),
+            })
+        })
+        .collect()
+}
+
+fn parse_sha256(hex_digest: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_digest.trim(), &mut out).ok()?;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selections_follow_pacman() {
+        assert_eq!(parse_selection("", 3), Some(vec![true, true, true]));
+        assert_eq!(parse_selection("1 3", 3), Some(vec![true, false, true]));
+        assert_eq!(parse_selection("2-3", 3), Some(vec![false, true, true]));
+        assert_eq!(parse_selection("^2", 3), Some(vec![true, false, true]));
+        assert_eq!(parse_selection("1-3 ^2", 3), Some(vec![true, false, true]));
+        assert_eq!(parse_selection("4", 3), None);
+        assert_eq!(parse_selection("0", 3), None);
+        assert_eq!(parse_selection("x", 3), None);
+    }
+
+    #[test]
+    fn signature_policy_from_siglevel() {
+        assert_eq!(
+            SignaturePolicy::from_siglevel(SigLevel::NONE),
+            SignaturePolicy::NotChecked
+        );
+        assert_eq!(
+            SignaturePolicy::from_siglevel(SigLevel::PACKAGE),
+            SignaturePolicy::Required
+        );
+        assert_eq!(
+            SignaturePolicy::from_siglevel(SigLevel::PACKAGE | SigLevel::PACKAGE_OPTIONAL),
+            SignaturePolicy::Optional
+        );
+    }
+}
