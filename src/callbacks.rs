@@ -31,7 +31,6 @@ fn log(level: LogLevel, message: &str, debug: &mut bool) {
 /// pacman's answers: ignorepkg, replace, corrupted and import-key default to yes; conflicts
 /// and removals to no; a provider is chosen from a numbered list, first by default.
 fn answer(question: AnyQuestion) {
-    let mut question = question;
     match question.question() {
         Question::InstallIgnorepkg(mut q) => {
             let prompt = format!(
@@ -115,7 +114,6 @@ fn answer(question: AnyQuestion) {
             q.set_import(ui::confirm(&prompt, true));
         }
     }
-    let _ = &mut question;
 }
 
 fn uid(q: &alpm::ImportKeyQuestion) -> Option<String> {

@@ -159,7 +159,7 @@ pub struct SyncArgs {
     )]
     pub pactor_conf: PathBuf,
     /// Generate a man page or shell completion script on stdout (for packagers)
-    #[arg(long, value_enum, value_name = "KIND", hide = true, exclusive = true)]
+    #[arg(long, value_enum, value_name = "KIND", hide = true)]
     pub generate: Option<Generate>,
     /// Print version information
     #[arg(long, action = ArgAction::Version)]
@@ -241,6 +241,22 @@ fn operations(args: &[OsString]) -> Vec<char> {
     ops
 }
 
+/// Writes the man page or a completion script generated from [`command`].
+pub fn generate(kind: Generate, out: &mut dyn std::io::Write) {
+    use clap_complete::Shell;
+    let mut cmd = command();
+    let shell = match kind {
+        Generate::Man => {
+            let _ = clap_mangen::Man::new(cmd).section("8").render(out);
+            return;
+        }
+        Generate::CompleteBash => Shell::Bash,
+        Generate::CompleteZsh => Shell::Zsh,
+        Generate::CompleteFish => Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "pactor", out);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,20 +312,4 @@ mod tests {
             );
         }
     }
-}
-
-/// Writes the man page or a completion script generated from [`command`].
-pub fn generate(kind: Generate, out: &mut dyn std::io::Write) {
-    use clap_complete::Shell;
-    let mut cmd = command();
-    let shell = match kind {
-        Generate::Man => {
-            let _ = clap_mangen::Man::new(cmd).section("8").render(out);
-            return;
-        }
-        Generate::CompleteBash => Shell::Bash,
-        Generate::CompleteZsh => Shell::Zsh,
-        Generate::CompleteFish => Shell::Fish,
-    };
-    clap_complete::generate(shell, &mut cmd, "pactor", out);
 }

@@ -255,7 +255,6 @@ mod tests {
     fn file(size: u64, sha256: Option<[u8; 32]>) -> PackageFile {
         PackageFile {
             filename: "a-1-1-x86_64.pkg.tar.zst".into(),
-            repo: "core".into(),
             servers: vec![],
             size,
             sha256,

@@ -69,9 +69,7 @@ impl DownloadProgress {
     /// Prints a message without tearing the bars.
     pub fn warn(&self, text: &str) {
         match &self.multi {
-            Some(multi) => {
-                let _ = multi.suspend(|| ui::warning(text));
-            }
+            Some(multi) => multi.suspend(|| ui::warning(text)),
             None => ui::warning(text),
         }
     }

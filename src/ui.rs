@@ -11,7 +11,6 @@ use crate::cli::ColorWhen;
 /// How pactor talks to the user; fixed once at start-up.
 #[derive(Debug, Clone, Copy)]
 pub struct Ui {
-    pub color: bool,
     /// Progress bars only on a terminal, and never with `--noprogressbar`.
     pub progress_bars: bool,
     pub noconfirm: bool,
@@ -31,7 +30,6 @@ impl Ui {
         console::set_colors_enabled(color);
         console::set_colors_enabled_stderr(color);
         let ui = Ui {
-            color,
             progress_bars: tty && !noprogressbar,
             noconfirm,
         };
@@ -40,7 +38,6 @@ impl Ui {
 
     pub fn get() -> Ui {
         *UI.get_or_init(|| Ui {
-            color: false,
             progress_bars: false,
             noconfirm: false,
         })
