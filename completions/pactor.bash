@@ -16,6 +16,18 @@ _pactor() {
             ",$1")
                 cmd="pactor"
                 ;;
+            pactor,help)
+                cmd="pactor__subcmd__help"
+                ;;
+            pactor,publish)
+                cmd="pactor__subcmd__publish"
+                ;;
+            pactor__subcmd__help,help)
+                cmd="pactor__subcmd__help__subcmd__help"
+                ;;
+            pactor__subcmd__help,publish)
+                cmd="pactor__subcmd__help__subcmd__publish"
+                ;;
             *)
                 ;;
         esac
@@ -23,7 +35,7 @@ _pactor() {
 
     case "${cmd}" in
         pactor)
-            opts="-S -y -u -w -d -r -b -q -v -h --sync --refresh --sysupgrade --downloadonly --needed --nodeps --asdeps --asexplicit --dbonly --noscriptlet --overwrite --ignore --ignoregroup --noconfirm --confirm --config --root --dbpath --cachedir --hookdir --gpgdir --logfile --arch --color --disable-download-timeout --noprogressbar --quiet --verbose --debug --pactor-conf --generate --version --help"
+            opts="-S -y -u -w -d -r -b -q -v -h --sync --refresh --sysupgrade --downloadonly --needed --nodeps --asdeps --asexplicit --dbonly --noscriptlet --overwrite --ignore --ignoregroup --noconfirm --confirm --config --root --dbpath --cachedir --hookdir --gpgdir --logfile --arch --color --disable-download-timeout --noprogressbar --quiet --verbose --debug --pactor-conf --generate --version --help publish help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -91,6 +103,70 @@ _pactor() {
                     ;;
                 --generate)
                     COMPREPLY=($(compgen -W "man complete-bash complete-zsh complete-fish" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pactor__subcmd__help)
+            opts="publish help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pactor__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pactor__subcmd__help__subcmd__publish)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pactor__subcmd__publish)
+            opts="-h --tracker --peer --torrent-files --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --tracker)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -16,6 +16,8 @@ use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 pub enum Invocation {
     /// A sync transaction pactor runs itself.
     Sync(Box<SyncArgs>),
+    /// One of pactor's own tools (`pactor publish …`).
+    Tool(Tool),
     /// pactor's own `--help` or `--version` (or a clap usage error to print).
     Builtin(clap::Error),
     /// pactor's own `--generate KIND`, for packagers.
@@ -52,7 +54,7 @@ network transfer.
 Every operation other than -S (and -S flags pactor does not handle, such as -Ss, -Si, -Sc) is \
 passed to pacman unchanged, so pactor can be aliased to pacman.";
 
-/// `pactor -S[yuw] [options] [targets]`.
+/// pactor's whole command line: pacman's sync operation plus pactor's own tools.
 #[derive(Debug, Parser)]
 #[command(
     name = "pactor",
@@ -60,8 +62,42 @@ passed to pacman unchanged, so pactor can be aliased to pacman.";
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = "Operations other than -S are passed to pacman: see pacman(8).",
-    disable_version_flag = true
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
+pub struct Cli {
+    #[command(subcommand)]
+    pub tool: Option<Tool>,
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
+/// pactor's own tools, for mirror operators and seedboxes.
+#[derive(Debug, clap::Subcommand)]
+pub enum Tool {
+    /// Write <repo>.torrents (the repo's torrent index) beside <repo>.db in DIR
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// A repo directory: <repo>.db and its package files
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Announce URL of a tracker for the repo's swarm (can be used more than once)
+    #[arg(long, value_name = "URL")]
+    pub tracker: Vec<String>,
+    /// A peer that seeds the repo, as HOST:PORT (a hint; can be used more than once)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer: Vec<String>,
+    /// Also write <pkg>.torrent beside each package, for ordinary BitTorrent clients
+    #[arg(long)]
+    pub torrent_files: bool,
+}
+
+/// `pactor -S[yuw] [options] [targets]`.
+#[derive(Debug, clap::Args)]
 pub struct SyncArgs {
     /// Synchronize packages (the operation pactor handles)
     #[arg(short = 'S', long = "sync", required = true)]
@@ -178,11 +214,27 @@ impl SyncArgs {
 
 /// The clap command, for help, completions and the man page.
 pub fn command() -> clap::Command {
-    SyncArgs::command()
+    Cli::command()
 }
+
+/// pactor's own tools are named by their first argument.
+const TOOLS: [&str; 1] = ["publish"];
 
 /// Decides who handles `argv` (which includes the program name).
 pub fn classify(argv: Vec<OsString>) -> Invocation {
+    if argv
+        .get(1)
+        .and_then(|a| a.to_str())
+        .is_some_and(|a| TOOLS.contains(&a))
+    {
+        return match Cli::try_parse_from(&argv) {
+            Ok(Cli {
+                tool: Some(tool), ..
+            }) => Invocation::Tool(tool),
+            Ok(_) => unreachable!("a tool name parses as a subcommand"),
+            Err(e) => Invocation::Builtin(e),
+        };
+    }
     let ops = operations(&argv[1..]);
     let wants_builtin = argv[1..]
         .iter()
@@ -195,8 +247,11 @@ pub fn classify(argv: Vec<OsString>) -> Invocation {
         // `pactor --help`: let clap see a sync op so `required` does not get in the way.
         argv_for_clap.push("-S".into());
     }
-    match SyncArgs::try_parse_from(&argv_for_clap) {
-        Ok(args) => match args.generate {
+    match Cli::try_parse_from(&argv_for_clap) {
+        Ok(Cli {
+            tool: Some(tool), ..
+        }) => Invocation::Tool(tool),
+        Ok(Cli { sync: args, .. }) => match args.generate {
             Some(kind) => Invocation::Generate(kind),
             None => Invocation::Sync(Box::new(args)),
         },

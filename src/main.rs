@@ -6,10 +6,13 @@ mod commit;
 mod config;
 mod handle;
 mod http;
+mod index;
 mod passthrough;
 mod prefetch;
 mod progress;
+mod publish;
 mod sync;
+mod torrent;
 mod transaction;
 mod ui;
 
@@ -41,26 +44,24 @@ fn main() -> ExitCode {
             let _ = e.print();
             ExitCode::from(if e.use_stderr() { 1 } else { 0 })
         }
+        cli::Invocation::Tool(cli::Tool::Publish(args)) => report(publish::run(&args)),
         cli::Invocation::Generate(kind) => {
             cli::generate(kind, &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        cli::Invocation::Sync(args) => match sync::run(*args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                if let Some(quiet) = e.downcast_ref::<ExitQuietly>() {
-                    return ExitCode::from(quiet.0);
-                }
-                let mut chain = e.chain();
-                let first = chain.next().map(ToString::to_string).unwrap_or_default();
-                let causes: Vec<String> = chain.map(ToString::to_string).collect();
-                if causes.is_empty() {
-                    ui::error(&first);
-                } else {
-                    ui::error(&format!("{first}: {}", causes.join(": ")));
-                }
-                ExitCode::from(1)
-            }
-        },
+        cli::Invocation::Sync(args) => report(sync::run(*args)),
     }
+}
+
+/// Prints an error in pacman's style (`error: what: why`) and turns it into the exit code.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    let Err(e) = result else {
+        return ExitCode::SUCCESS;
+    };
+    if let Some(quiet) = e.downcast_ref::<ExitQuietly>() {
+        return ExitCode::from(quiet.0);
+    }
+    let messages: Vec<String> = e.chain().map(ToString::to_string).collect();
+    ui::error(&messages.join(": "));
+    ExitCode::from(1)
 }
