@@ -28,7 +28,7 @@ pub enum FetchError {
     Idle(Duration),
     #[error("the server sent more than the expected {0} bytes")]
     TooLong(u64),
-    #[error("{0}")]
+    #[error("{}", root_cause(.0))]
     Http(#[from] reqwest::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -172,6 +172,21 @@ async fn hash_prefix(
         left -= n as u64;
     }
     Ok(())
+}
+
+/// reqwest's own message names the URL, which the caller already shows; the innermost cause
+/// ("Connection refused", "operation timed out") is what the user needs.
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = cause.to_string();
+    if e.is_connect() && !text.to_lowercase().contains("connect") {
+        format!("could not connect: {text}")
+    } else {
+        text
+    }
 }
 
 /// The first byte of a `206` response, from `Content-Range: bytes START-END/TOTAL`.

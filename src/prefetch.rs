@@ -22,7 +22,12 @@ pub struct Prefetch {
     pub dest: PathBuf,
     pub parallel: usize,
     pub http: Http,
+    /// Failures per server this run: like pacman, a server that failed three times is skipped.
+    pub server_errors: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
+
+/// pacman's rule: a server with this many errors is not tried again in the same run.
+const MAX_SERVER_ERRORS: u32 = 3;
 
 /// What the prefetch did, for the final line and for tests of resumption.
 #[derive(Debug, Default, Clone, Copy)]
@@ -103,6 +108,24 @@ impl Prefetch {
         Ok(report)
     }
 
+    fn server_errors(&self, server: &str) -> u32 {
+        self.server_errors
+            .lock()
+            .expect("no poisoning")
+            .get(server)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn count_error(&self, server: &str) {
+        *self
+            .server_errors
+            .lock()
+            .expect("no poisoning")
+            .entry(server.to_owned())
+            .or_default() += 1;
+    }
+
     fn cached(&self, filename: &str) -> bool {
         self.cache_dirs
             .iter()
@@ -128,6 +151,9 @@ impl Prefetch {
         let mut transferred = 0;
         let mut last_error = String::from("no servers configured for repository");
         for server in &file.servers {
+            if self.server_errors(server) >= MAX_SERVER_ERRORS {
+                continue;
+            }
             let url = format!("{}/{}", server.trim_end_matches('/'), file.filename);
             // A copy that failed verification after a resume may owe its bad bytes to an
             // earlier mirror: retry the same mirror once from scratch.
@@ -178,6 +204,7 @@ impl Prefetch {
                             file.filename,
                             host(server)
                         ));
+                        self.count_error(server);
                         last_error = e.to_string();
                         break;
                     }

@@ -55,6 +55,7 @@ pub fn run(args: SyncArgs) -> Result<()> {
             .unwrap_or(usize::try_from(pacman.conf.parallel_downloads).unwrap_or(1))
             .max(1),
         http: Http::new(settings.connect_timeout, settings.idle_timeout)?,
+        server_errors: Default::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
