@@ -105,21 +105,13 @@ fn answer(question: AnyQuestion) {
             q.set_index(choice.unwrap_or(0) as i32);
         }
         Question::ImportKey(mut q) => {
-            // alpm passes a NULL uid for database signatures: only read it when present.
-            let fingerprint = q.fingerprint().to_owned();
-            let prompt = match uid(&q) {
-                Some(uid) => format!("Import PGP key {fingerprint}, \"{uid}\"?"),
-                None => format!("Import PGP key {fingerprint}?"),
-            };
+            // alpm 5.0.2's `uid()` dereferences the NULL uid alpm passes for database
+            // signatures, and the pointer is private: ask with the fingerprint alone, as pacman
+            // does when it has no uid.
+            let prompt = format!("Import PGP key {}?", q.fingerprint());
             q.set_import(ui::confirm(&prompt, true));
         }
     }
-}
-
-fn uid(q: &alpm::ImportKeyQuestion) -> Option<String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.uid().to_owned()))
-        .ok()
-        .filter(|u| !u.is_empty())
 }
 
 fn on_event(event: AnyEvent) {

@@ -112,25 +112,52 @@ impl Http {
         let mut writer = BufWriter::with_capacity(256 * 1024, file);
         writer.seek_to(offset).await?;
         let mut len = offset;
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = self.idle_bound(stream.next()).await? {
-            let chunk = chunk?;
-            len += chunk.len() as u64;
-            if let Some(max) = max_len.filter(|max| len > *max) {
-                writer.flush().await?;
-                writer.get_mut().set_len(0).await?;
-                return Err(FetchError::TooLong(max));
-            }
-            hasher.update(&chunk);
-            writer.write_all(&chunk).await?;
-            on_bytes(chunk.len() as u64);
-        }
+        let streamed = self
+            .stream_body(
+                response,
+                &mut writer,
+                &mut len,
+                &mut hasher,
+                max_len,
+                on_bytes,
+            )
+            .await;
+        // Whatever arrived before an error stays on disk for the next attempt to resume.
         writer.flush().await?;
+        if let Err(e) = streamed {
+            if matches!(e, FetchError::TooLong(_)) {
+                writer.get_mut().set_len(0).await?;
+            }
+            return Err(e);
+        }
         Ok(Fetched {
             len,
             sha256: hasher.finalize().into(),
             transferred: len - offset,
         })
+    }
+
+    async fn stream_body(
+        &self,
+        response: reqwest::Response,
+        writer: &mut BufWriter<tokio::fs::File>,
+        len: &mut u64,
+        hasher: &mut Sha256,
+        max_len: Option<u64>,
+        on_bytes: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), FetchError> {
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = self.idle_bound(stream.next()).await? {
+            let chunk = chunk?;
+            if let Some(max) = max_len.filter(|max| *len + chunk.len() as u64 > *max) {
+                return Err(FetchError::TooLong(max));
+            }
+            *len += chunk.len() as u64;
+            hasher.update(&chunk);
+            writer.write_all(&chunk).await?;
+            on_bytes(chunk.len() as u64);
+        }
+        Ok(())
     }
 
     async fn idle_bound<F: std::future::Future>(&self, f: F) -> Result<F::Output, FetchError> {

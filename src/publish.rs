@@ -53,10 +53,10 @@ fn find_repos(dir: &Path) -> Result<Vec<String>> {
         std::fs::read_dir(dir).with_context(|| format!("could not read {}", dir.display()))?
     {
         let name = entry?.file_name();
-        if let Some(repo) = name.to_str().and_then(|n| n.strip_suffix(".db")) {
-            if !repo.is_empty() {
-                repos.push(repo.to_owned());
-            }
+        if let Some(repo) = name.to_str().and_then(|n| n.strip_suffix(".db"))
+            && !repo.is_empty()
+        {
+            repos.push(repo.to_owned());
         }
     }
     repos.sort();
@@ -232,10 +232,12 @@ fn signature(dir: &Path, file: &DbFile) -> Option<String> {
     }
 }
 
+/// A file's canonical torrent info and sha256, or why it could not be read.
+type Hashed = std::io::Result<(Info, [u8; 32])>;
+
 /// Hashes files on every core: canonical torrent info and sha256 in one read.
-fn hash_all(dir: &Path, files: &[&DbFile]) -> Vec<std::io::Result<(Info, [u8; 32])>> {
-    let results: Vec<Mutex<Option<std::io::Result<(Info, [u8; 32])>>>> =
-        files.iter().map(|_| Mutex::new(None)).collect();
+fn hash_all(dir: &Path, files: &[&DbFile]) -> Vec<Hashed> {
+    let results: Vec<Mutex<Option<Hashed>>> = files.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())

@@ -7,7 +7,11 @@ fn generated(kind: &str) -> String {
         .args(["--generate", kind])
         .output()
         .expect("run pactor");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8")
 }
 

@@ -1,0 +1,214 @@
+//! A temp root with its own pacman.conf (every directory pacman-conf realpaths exists), and
+//! helpers to run the built `pactor` and the real `pacman` against it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::repo::{Gpg, run_ok};
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+pub struct TestEnvBuilder {
+    repos: Vec<(String, Vec<String>)>,
+    signer: Option<Gpg>,
+    extra: String,
+}
+
+impl TestEnv {
+    pub fn builder() -> TestEnvBuilder {
+        TestEnvBuilder {
+            repos: vec![],
+            signer: None,
+            extra: String::new(),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+    pub fn db_dir(&self) -> PathBuf {
+        self.dir.path().join("db")
+    }
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+    pub fn conf(&self) -> &Path {
+        &self.conf
+    }
+    pub fn pactor_conf_path(&self) -> PathBuf {
+        self.dir.path().join("pactor.conf")
+    }
+    pub fn write_pactor_conf(&self, text: &str) {
+        std::fs::write(self.pactor_conf_path(), text).unwrap();
+    }
+
+    /// `pacman --config <conf> ARGS`.
+    pub fn pacman(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("pacman");
+        cmd.arg("--config").arg(&self.conf).args(args);
+        cmd
+    }
+
+    /// The built `pactor --config <conf> ARGS`, with this root's pactor.conf.
+    pub fn pactor(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(pactor_bin());
+        cmd.arg("--config")
+            .arg(&self.conf)
+            .args(args)
+            .env("PACTOR_CONF", self.pactor_conf_path());
+        cmd
+    }
+
+    /// Installed packages as (name, version), sorted.
+    pub fn installed(&self) -> Vec<(String, String)> {
+        let out = run(self.pacman(&["-Q"]));
+        let mut list: Vec<(String, String)> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        list.sort();
+        list
+    }
+
+    /// Regular files directly in the cache directory, sorted.
+    pub fn cache_files(&self) -> Vec<String> {
+        let mut files: Vec<String> = std::fs::read_dir(self.cache_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        files
+    }
+}
+
+impl TestEnvBuilder {
+    /// A sync repo with its servers, in order.
+    pub fn repo(mut self, name: &str, servers: &[String]) -> Self {
+        self.repos.push((name.to_owned(), servers.to_vec()));
+        self
+    }
+    /// Arch's default `SigLevel = Required DatabaseOptional`, trusting this key.
+    pub fn signed(mut self, gpg: &Gpg) -> Self {
+        self.signer = Some(gpg.clone());
+        self
+    }
+    /// More lines for `[options]`.
+    pub fn options(mut self, text: &str) -> Self {
+        self.extra.push_str(text);
+        self.extra.push('\n');
+        self
+    }
+
+    pub fn build(self) -> TestEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        for sub in ["root", "db", "cache", "gnupg", "hooks"] {
+            std::fs::create_dir_all(p.join(sub)).unwrap();
+        }
+        let siglevel = if self.signer.is_some() {
+            "SigLevel = Required DatabaseOptional\nLocalFileSigLevel = Optional"
+        } else {
+            "SigLevel = Never"
+        };
+        let mut conf = format!(
+            "[options]\nRootDir = {root}\nDBPath = {p}/db\nCacheDir = {p}/cache\nLogFile = {p}/pacman.log\n\
+             GPGDir = {p}/gnupg\nHookDir = {p}/hooks\nArchitecture = x86_64\n{siglevel}\nParallelDownloads = 5\n{extra}\n",
+            root = p.join("root").display(),
+            p = p.display(),
+            extra = self.extra
+        );
+        for (name, servers) in &self.repos {
+            conf.push_str(&format!("[{name}]\n"));
+            for server in servers {
+                conf.push_str(&format!("Server = {server}\n"));
+            }
+        }
+        let conf_path = p.join("pacman.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        std::fs::write(p.join("pactor.conf"), "").unwrap();
+        if let Some(gpg) = &self.signer {
+            let gpgdir = p.join("gnupg");
+            let key = p.join("signer.asc");
+            gpg.export(&key);
+            for args in [
+                vec!["--init".to_string()],
+                vec!["--add".to_string(), key.display().to_string()],
+                vec!["--lsign-key".to_string(), gpg.key_id.clone()],
+            ] {
+                let mut cmd = Command::new("pacman-key");
+                cmd.arg("--config")
+                    .arg(&conf_path)
+                    .arg("--gpgdir")
+                    .arg(&gpgdir)
+                    .args(&args);
+                run_ok(cmd);
+            }
+        }
+        TestEnv {
+            dir,
+            conf: conf_path,
+        }
+    }
+}
+
+/// The built pactor: Cargo names it for integration tests; examples find it beside themselves.
+pub fn pactor_bin() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_pactor") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().join("pactor")
+}
+
+/// A finished command's output, as text.
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    #[track_caller]
+    pub fn assert_ok(&self) {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "command failed\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+/// Runs `cmd` with no input and captures its output.
+pub fn run(cmd: Command) -> Output {
+    run_with_stdin(cmd, "")
+}
+
+pub fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
+    use std::io::Write;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

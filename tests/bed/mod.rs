@@ -1,0 +1,14 @@
+//! pactor's test bed: real packages, real repo-add databases, a fault-injecting HTTP mirror on
+//! 127.0.0.1 and temp roots with their own pacman.conf. Shared by every integration test, the
+//! demo and the benchmarks. Nothing here talks to anything but loopback.
+#![allow(dead_code, unused_imports)]
+
+pub mod env;
+pub mod mirror;
+pub mod pkg;
+pub mod repo;
+
+pub use env::{Output, TestEnv, pactor_bin, run, run_with_stdin};
+pub use mirror::{Fault, Mirror, Request};
+pub use pkg::Pkg;
+pub use repo::{Gpg, Repo};

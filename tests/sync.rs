@@ -1,0 +1,406 @@
+//! End-to-end tests of `pactor -S`, `-Syu` and `-Sw`: the built binary against real packages,
+//! real repo-add databases, real pacman 7.1 and HTTP mirrors on 127.0.0.1.
+
+mod bed;
+
+use std::time::Duration;
+
+use bed::*;
+
+/// A repo served by `mirrors` identical mirrors, and a temp root whose pacman.conf lists them.
+struct Bed {
+    repo: Repo,
+    mirrors: Vec<Mirror>,
+    env: TestEnv,
+    _tmp: tempfile::TempDir,
+}
+
+fn bed(pkgs: &[Pkg], mirrors: usize) -> Bed {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repo = Repo::new(&tmp.path().join("repo"), "core");
+    repo.add(pkgs);
+    let mirrors: Vec<Mirror> = (0..mirrors)
+        .map(|_| Mirror::start(&tmp.path().join("repo")))
+        .collect();
+    let urls: Vec<String> = mirrors.iter().map(|m| m.url()).collect();
+    let env = TestEnv::builder().repo("core", &urls).build();
+    Bed {
+        repo,
+        mirrors,
+        env,
+        _tmp: tmp,
+    }
+}
+
+fn basic_pkgs() -> Vec<Pkg> {
+    vec![
+        Pkg::new("foo", "1.0-1").depends("bar").payload(300_000),
+        Pkg::new("bar", "1.0-1").payload(200_000),
+        Pkg::new("baz", "1.0-1").payload(1000),
+    ]
+}
+
+fn names(installed: &[(String, String)]) -> Vec<String> {
+    installed.iter().map(|(n, v)| format!("{n}-{v}")).collect()
+}
+
+#[test]
+fn installs_with_dependencies_and_the_commit_is_offline() {
+    let b = bed(&basic_pkgs(), 1);
+    let out = run(b.env.pactor(&["-Sy", "--noconfirm", "foo"]));
+    out.assert_ok();
+    assert_eq!(names(&b.env.installed()), ["bar-1.0-1", "foo-1.0-1"]);
+    let mut cached = b.env.cache_files();
+    cached.sort();
+    assert_eq!(
+        cached,
+        [
+            "bar-1.0-1-x86_64.pkg.tar.zst",
+            "foo-1.0-1-x86_64.pkg.tar.zst"
+        ]
+    );
+    // Each package crossed the network exactly once: in the prefetch, none in the commit.
+    let m = &b.mirrors[0];
+    assert_eq!(m.count("foo-1.0-1-x86_64.pkg.tar.zst"), 1);
+    assert_eq!(m.count("bar-1.0-1-x86_64.pkg.tar.zst"), 1);
+    assert_eq!(m.count(".sig"), 0);
+    assert_eq!(
+        m.package_bytes(),
+        std::fs::metadata(b.repo.path(&basic_pkgs()[0]))
+            .unwrap()
+            .len()
+            + std::fs::metadata(b.repo.path(&basic_pkgs()[1]))
+                .unwrap()
+                .len()
+    );
+    assert!(
+        out.stdout.contains("Packages (2) bar-1.0-1  foo-1.0-1"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Total Download Size:"),
+        "{}",
+        out.stdout
+    );
+    // The staging directory holds nothing once everything is verified.
+    let staging = b.env.cache_dir().join("download-pactor");
+    assert_eq!(
+        std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0),
+        0
+    );
+}
+
+#[test]
+fn sysupgrade_takes_new_versions_and_honours_ignore() {
+    let mut b = bed(&basic_pkgs(), 1);
+    run(b.env.pactor(&["-Sy", "--noconfirm", "foo", "baz"])).assert_ok();
+    b.repo.add(&[
+        Pkg::new("bar", "1.1-1").payload(200_000),
+        Pkg::new("baz", "2.0-1"),
+    ]);
+
+    let out = run(b.env.pactor(&["-Syu", "--noconfirm", "--ignore", "baz"]));
+    out.assert_ok();
+    assert!(
+        out.stderr
+            .contains("warning: baz: ignoring package upgrade (1.0-1 => 2.0-1)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        names(&b.env.installed()),
+        ["bar-1.1-1", "baz-1.0-1", "foo-1.0-1"]
+    );
+
+    run(b.env.pactor(&["-Syu", "--noconfirm"])).assert_ok();
+    assert_eq!(
+        names(&b.env.installed()),
+        ["bar-1.1-1", "baz-2.0-1", "foo-1.0-1"]
+    );
+
+    let out = run(b.env.pactor(&["-Syu", "--noconfirm"]));
+    out.assert_ok();
+    assert!(
+        out.stdout.contains("there is nothing to do"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn needed_skips_up_to_date_targets_without_downloading() {
+    let b = bed(&basic_pkgs(), 1);
+    run(b.env.pactor(&["-Sy", "--noconfirm", "baz"])).assert_ok();
+    let before = b.mirrors[0].requests().len();
+    let out = run(b.env.pactor(&["-S", "--needed", "--noconfirm", "baz"]));
+    out.assert_ok();
+    assert!(
+        out.stderr.contains("baz-1.0-1 is up to date -- skipping"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("there is nothing to do"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(b.mirrors[0].requests().len(), before);
+}
+
+#[test]
+fn group_and_provider_targets() {
+    let pkgs = vec![
+        Pkg::new("g1", "1.0-1").group("tools"),
+        Pkg::new("g2", "1.0-1").group("tools"),
+        Pkg::new("impl-a", "1.0-1").provides("virt=2.0"),
+        Pkg::new("user", "1.0-1").depends("virt>=1.5"),
+    ];
+    let b = bed(&pkgs, 1);
+    run(b.env.pactor(&["-Sy", "--noconfirm", "tools"])).assert_ok();
+    assert_eq!(names(&b.env.installed()), ["g1-1.0-1", "g2-1.0-1"]);
+    run(b.env.pactor(&["-S", "--noconfirm", "virt>=2"])).assert_ok();
+    assert!(names(&b.env.installed()).contains(&"impl-a-1.0-1".to_string()));
+    run(b.env.pactor(&["-S", "--noconfirm", "core/user"])).assert_ok();
+    assert!(names(&b.env.installed()).contains(&"user-1.0-1".to_string()));
+}
+
+#[test]
+fn download_only_then_install_with_the_mirror_gone() {
+    let mut b = bed(&basic_pkgs(), 1);
+    let out = run(b.env.pactor(&["-Syw", "--noconfirm", "foo"]));
+    out.assert_ok();
+    assert!(b.env.installed().is_empty());
+    assert_eq!(b.env.cache_files().len(), 2);
+    b.mirrors[0].stop();
+    let out = run(b.env.pactor(&["-S", "--noconfirm", "foo"]));
+    out.assert_ok();
+    assert_eq!(names(&b.env.installed()), ["bar-1.0-1", "foo-1.0-1"]);
+}
+
+#[test]
+fn a_tampered_package_is_taken_from_the_next_mirror() {
+    let b = bed(&basic_pkgs(), 2);
+    b.mirrors[0].set_fault("foo-1.0-1-x86_64.pkg.tar.zst", Fault::Corrupt);
+    let out = run(b.env.pactor(&["-Sy", "--noconfirm", "foo"]));
+    out.assert_ok();
+    assert!(out.stderr.contains("corrupted"), "{}", out.stderr);
+    assert_eq!(b.mirrors[1].count("foo-1.0-1-x86_64.pkg.tar.zst"), 1);
+    assert_eq!(names(&b.env.installed()), ["bar-1.0-1", "foo-1.0-1"]);
+}
+
+#[test]
+fn a_package_tampered_everywhere_is_not_installed_and_not_cached() {
+    let b = bed(&basic_pkgs(), 2);
+    for m in &b.mirrors {
+        m.set_fault("foo-1.0-1-x86_64.pkg.tar.zst", Fault::Corrupt);
+    }
+    let out = run(b.env.pactor(&["-Sy", "--noconfirm", "foo"]));
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("error: failed retrieving file 'foo-1.0-1-x86_64.pkg.tar.zst'"),
+        "{}",
+        out.stderr
+    );
+    assert!(b.env.installed().is_empty());
+    assert!(
+        !b.env.cache_files().iter().any(|f| f.starts_with("foo")),
+        "{:?}",
+        b.env.cache_files()
+    );
+    // The lock is released: the next run works once the mirror is fixed.
+    b.mirrors[0].clear_faults();
+    run(b.env.pactor(&["-S", "--noconfirm", "foo"])).assert_ok();
+}
+
+#[test]
+fn server_errors_and_stalls_fail_over_to_the_next_mirror() {
+    for fault in [Fault::Status(500), Fault::StallAfterHeaders, Fault::Reset] {
+        let b = bed(&basic_pkgs(), 2);
+        b.env
+            .write_pactor_conf("[options]\nIdleTimeout = 1\nConnectTimeout = 2\n");
+        b.mirrors[0].set_fault(".pkg.tar.zst", fault.clone());
+        let started = std::time::Instant::now();
+        let out = run(b.env.pactor(&["-Sy", "--noconfirm", "foo"]));
+        out.assert_ok();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{fault:?} took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            names(&b.env.installed()),
+            ["bar-1.0-1", "foo-1.0-1"],
+            "{fault:?}"
+        );
+        assert!(
+            b.mirrors[1].count("foo-1.0-1-x86_64.pkg.tar.zst") >= 1,
+            "{fault:?}"
+        );
+    }
+}
+
+#[test]
+fn a_partial_download_resumes_with_a_range_request() {
+    let b = bed(&basic_pkgs(), 2);
+    b.mirrors[0].set_fault("foo-1.0-1-x86_64.pkg.tar.zst", Fault::Truncate(100_000));
+    run(b.env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    let resumed: Vec<_> = b.mirrors[1]
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("foo-1.0-1-x86_64.pkg.tar.zst"))
+        .collect();
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0].range.as_deref(), Some("bytes=100000-"));
+    let size = std::fs::metadata(b.repo.path(&basic_pkgs()[0]))
+        .unwrap()
+        .len();
+    assert_eq!(resumed[0].bytes_sent, size - 100_000);
+    assert_eq!(names(&b.env.installed()), ["bar-1.0-1", "foo-1.0-1"]);
+}
+
+#[test]
+fn unknown_target_and_held_lock_are_clear_errors() {
+    let b = bed(&basic_pkgs(), 1);
+    let out = run(b.env.pactor(&["-Sy", "--noconfirm", "nosuch", "foo"]));
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("error: target not found: nosuch"),
+        "{}",
+        out.stderr
+    );
+    assert!(b.env.installed().is_empty());
+    assert_eq!(b.mirrors[0].package_bytes(), 0);
+
+    let lock = b.env.db_dir().join("db.lck");
+    std::fs::write(&lock, "").unwrap();
+    let out = run(b.env.pactor(&["-S", "--noconfirm", "foo"]));
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("unable to lock database"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&lock.display().to_string()),
+        "{}",
+        out.stderr
+    );
+    assert!(b.env.installed().is_empty());
+}
+
+#[test]
+fn other_operations_behave_exactly_like_pacman() {
+    let b = bed(&basic_pkgs(), 1);
+    run(b.env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    for args in [
+        &["-Q"][..],
+        &["-Qi", "foo"],
+        &["-Q", "nosuch"],
+        &["-Ss", "ba"],
+        &["-T", "foo", "nosuch"],
+    ] {
+        let ours = run(b.env.pactor(args));
+        let theirs = run(b.env.pacman(args));
+        assert_eq!(
+            (ours.code, &ours.stdout, &ours.stderr),
+            (theirs.code, &theirs.stdout, &theirs.stderr),
+            "{args:?}"
+        );
+    }
+    let ours = run(b.env.pactor(&["-R", "--noconfirm", "foo"]));
+    ours.assert_ok();
+    assert_eq!(names(&b.env.installed()), ["bar-1.0-1"]);
+    let theirs = run(b.env.pacman(&["-R", "--noconfirm", "foo"]));
+    assert_eq!(
+        ours.code.map(|_| 1),
+        theirs.code,
+        "removing twice fails in pacman too"
+    );
+}
+
+#[test]
+fn output_off_a_terminal_has_no_control_characters() {
+    let b = bed(&basic_pkgs(), 1);
+    let out = run(b.env.pactor(&["-Sy", "--noconfirm", "foo"]));
+    out.assert_ok();
+    for text in [&out.stdout, &out.stderr] {
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+    }
+    assert!(
+        out.stdout.contains(" foo-1.0-1-x86_64 downloading..."),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn answering_no_changes_nothing() {
+    let b = bed(&basic_pkgs(), 1);
+    let out = run_with_stdin(b.env.pactor(&["-Sy", "foo"]), "n\n");
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stdout.contains("Proceed with installation? [Y/n]"),
+        "{}",
+        out.stdout
+    );
+    assert!(b.env.installed().is_empty());
+    assert_eq!(b.mirrors[0].package_bytes(), 0);
+}
+
+/// Arch's default `SigLevel = Required DatabaseOptional` with a throwaway key the root trusts.
+fn signed_bed(include_sigs: bool) -> (tempfile::TempDir, Gpg, Repo, Mirror, TestEnv) {
+    let tmp = tempfile::tempdir().unwrap();
+    let gpg = Gpg::new(tmp.path());
+    let mut repo = Repo::new(&tmp.path().join("repo"), "core");
+    repo.set_signer(&gpg);
+    repo.include_sigs(include_sigs);
+    repo.add(&basic_pkgs());
+    let mirror = Mirror::start(&tmp.path().join("repo"));
+    let env = TestEnv::builder()
+        .repo("core", &[mirror.url()])
+        .signed(&gpg)
+        .build();
+    (tmp, gpg, repo, mirror, env)
+}
+
+#[test]
+fn signatures_embedded_in_the_database_cost_no_request() {
+    let (_tmp, _gpg, _repo, mirror, env) = signed_bed(true);
+    run(env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    assert_eq!(names(&env.installed()), ["bar-1.0-1", "foo-1.0-1"]);
+    assert_eq!(mirror.count(".pkg.tar.zst.sig"), 0);
+    assert_eq!(mirror.count("foo-1.0-1-x86_64.pkg.tar.zst"), 1);
+    assert!(
+        env.cache_files()
+            .contains(&"foo-1.0-1-x86_64.pkg.tar.zst.sig".to_string())
+    );
+}
+
+#[test]
+fn signed_repo_fetches_each_signature_once_and_refuses_an_untrusted_one() {
+    let (tmp, _gpg, mut repo, mirror, env) = signed_bed(false);
+    run(env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    assert_eq!(names(&env.installed()), ["bar-1.0-1", "foo-1.0-1"]);
+    // Each package and its signature crossed the network once, in the prefetch; the commit
+    // asked for nothing (it would have failed: its fetch callback refuses the network).
+    for file in [
+        "foo-1.0-1-x86_64.pkg.tar.zst",
+        "foo-1.0-1-x86_64.pkg.tar.zst.sig",
+        "bar-1.0-1-x86_64.pkg.tar.zst.sig",
+    ] {
+        assert_eq!(mirror.count(file), 1, "{file}");
+    }
+
+    // A package signed by a key the root does not trust is refused at commit, by alpm.
+    let stranger = Gpg::new(&tmp.path().join("stranger"));
+    repo.set_signer(&stranger);
+    repo.add(&[Pkg::new("baz", "2.0-1")]);
+    let out = run(env.pactor(&["-Sy", "--noconfirm", "baz"]));
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(!names(&env.installed()).iter().any(|n| n.starts_with("baz")));
+}
