@@ -11,6 +11,8 @@ use reqwest::header::{CONTENT_RANGE, RANGE};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 
+use crate::interrupt::Interrupt;
+
 /// What a finished transfer holds: the whole file's length and sha256 (resumed prefix included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fetched {
@@ -28,6 +30,8 @@ pub enum FetchError {
     Idle(Duration),
     #[error("the server sent more than the expected {0} bytes")]
     TooLong(u64),
+    #[error("interrupted")]
+    Interrupted,
     #[error("{}", root_cause(.0))]
     Http(#[from] reqwest::Error),
     #[error("{0}")]
@@ -39,10 +43,15 @@ pub enum FetchError {
 pub struct Http {
     client: reqwest::Client,
     idle: Duration,
+    interrupt: Interrupt,
 }
 
 impl Http {
-    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> anyhow::Result<Http> {
+    pub fn new(
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        interrupt: Interrupt,
+    ) -> anyhow::Result<Http> {
         let client = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .user_agent(concat!("pactor/", env!("CARGO_PKG_VERSION")))
@@ -52,6 +61,7 @@ impl Http {
         Ok(Http {
             client,
             idle: idle_timeout,
+            interrupt,
         })
     }
 
@@ -91,7 +101,11 @@ impl Http {
         if offset > 0 {
             request = request.header(RANGE, format!("bytes={offset}-"));
         }
-        let response = self.idle_bound(request.send()).await??;
+        let response = tokio::select! {
+            biased;
+            _ = self.interrupt.wait() => return Err(FetchError::Interrupted),
+            response = self.idle_bound(request.send()) => response??,
+        };
         match response.status() {
             StatusCode::PARTIAL_CONTENT if offset > 0 && range_start(&response) == Some(offset) => {
             }
@@ -147,7 +161,13 @@ impl Http {
         on_bytes: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), FetchError> {
         let mut stream = response.bytes_stream();
-        while let Some(chunk) = self.idle_bound(stream.next()).await? {
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.interrupt.wait() => return Err(FetchError::Interrupted),
+                next = self.idle_bound(stream.next()) => next?,
+            };
+            let Some(chunk) = next else { break };
             let chunk = chunk?;
             if let Some(max) = max_len.filter(|max| *len + chunk.len() as u64 > *max) {
                 return Err(FetchError::TooLong(max));
@@ -158,6 +178,11 @@ impl Http {
             on_bytes(chunk.len() as u64);
         }
         Ok(())
+    }
+
+    /// The signal that interrupted the transfers, if one did.
+    pub fn interrupted(&self) -> Option<i32> {
+        self.interrupt.signal()
     }
 
     async fn idle_bound<F: std::future::Future>(&self, f: F) -> Result<F::Output, FetchError> {

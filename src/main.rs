@@ -7,6 +7,7 @@ mod config;
 mod handle;
 mod http;
 mod index;
+mod interrupt;
 mod passthrough;
 mod prefetch;
 mod progress;

@@ -92,6 +92,13 @@ impl Prefetch {
             if let Ok(progress) = Arc::try_unwrap(progress) {
                 progress.finish(report.bytes_from_mirrors);
             }
+            if let Some(signum) = self.http.interrupted() {
+                eprintln!(
+                    "\ninterrupted: nothing was installed; partial downloads are kept in {} and resumed by the next run",
+                    staging.display()
+                );
+                bail!(crate::ExitQuietly(128 + signum as u8));
+            }
             if !failed.is_empty() {
                 for (name, message) in &failed {
                     crate::ui::error(&format!(
@@ -195,6 +202,7 @@ impl Prefetch {
                             }
                         }
                     }
+                    Err(FetchError::Interrupted) => return Err("interrupted".into()),
                     Err(e) => {
                         if matches!(e, FetchError::TooLong(_)) {
                             bar.rewind(file.size);

@@ -6,6 +6,7 @@ use crate::cli::SyncArgs;
 use crate::config::Settings;
 use crate::handle::{self, PacmanConfig};
 use crate::http::Http;
+use crate::interrupt::Interrupt;
 use crate::prefetch::Prefetch;
 use crate::transaction::{self, Planned};
 use crate::ui::{self, Ui};
@@ -47,6 +48,14 @@ pub fn run(args: SyncArgs) -> Result<()> {
     };
 
     // Fetch and verify: every file lands in the cache before the commit, or nothing is installed.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    let interrupt = runtime
+        .block_on(async { Interrupt::listen() })
+        .context("could not watch signals")?;
     let prefetch = Prefetch {
         cache_dirs: pacman.cache_dirs(),
         dest: pacman.writable_cache_dir()?,
@@ -54,15 +63,10 @@ pub fn run(args: SyncArgs) -> Result<()> {
             .parallel_downloads
             .unwrap_or(usize::try_from(pacman.conf.parallel_downloads).unwrap_or(1))
             .max(1),
-        http: Http::new(settings.connect_timeout, settings.idle_timeout)?,
+        http: Http::new(settings.connect_timeout, settings.idle_timeout, interrupt)?,
         server_errors: Default::default(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")?;
-    runtime.block_on(until_interrupted(prefetch.run(&files)))?;
+    runtime.block_on(prefetch.run(&files))?;
     drop(runtime);
     if args.download_only {
         return Ok(());
@@ -84,26 +88,6 @@ fn lock_error(alpm: &alpm::Alpm, e: alpm::Error) -> anyhow::Error {
         );
     }
     anyhow!(ExitQuietly(1))
-}
-
-/// Runs `work` until it ends or SIGINT/SIGTERM arrives. Dropping the work cancels every transfer;
-/// partial files stay in the staging directory (never under a package's name) for the next run,
-/// and returning lets alpm's handle be dropped, which releases the database lock.
-async fn until_interrupted<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("could not watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("could not watch SIGINT")?;
-    tokio::select! {
-        result = work => result,
-        _ = int.recv() => {
-            eprintln!("\nInterrupt signal received");
-            Err(anyhow!(ExitQuietly(130)))
-        }
-        _ = term.recv() => {
-            eprintln!("\nTerminate signal received");
-            Err(anyhow!(ExitQuietly(143)))
-        }
-    }
 }
 
 fn init_tracing(debug: bool) {

@@ -404,3 +404,155 @@ fn signed_repo_fetches_each_signature_once_and_refuses_an_untrusted_one() {
     assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
     assert!(!names(&env.installed()).iter().any(|n| n.starts_with("baz")));
 }
+
+#[test]
+fn interrupted_prefetch_keeps_nothing_under_a_package_name_and_resumes() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let b = bed(&basic_pkgs(), 1);
+        // 300 KB at 40 KB/s: the transfer is still running when the signal arrives.
+        b.mirrors[0].set_fault("foo-1.0-1-x86_64.pkg.tar.zst", Fault::Trickle(40_000));
+        let mut cmd = b.env.pactor(&["-Sy", "--noconfirm", "foo"]);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        let part = b
+            .env
+            .cache_dir()
+            .join("download-pactor/foo-1.0-1-x86_64.pkg.tar.zst.part");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !part.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(128 + signal), "{stderr}");
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        assert!(b.env.installed().is_empty());
+        assert!(
+            !b.env.cache_files().iter().any(|f| f.starts_with("foo")),
+            "{:?}",
+            b.env.cache_files()
+        );
+        assert!(
+            !b.env.db_dir().join("db.lck").exists(),
+            "the lock is released"
+        );
+        let kept = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            kept > 0,
+            "what arrived before the signal is kept for the next run"
+        );
+
+        b.mirrors[0].clear_faults();
+        run(b.env.pactor(&["-S", "--noconfirm", "foo"])).assert_ok();
+        assert_eq!(names(&b.env.installed()), ["bar-1.0-1", "foo-1.0-1"]);
+        let resumed = b.mirrors[0]
+            .requests()
+            .into_iter()
+            .rfind(|r| r.path.ends_with("foo-1.0-1-x86_64.pkg.tar.zst"))
+            .unwrap();
+        assert_eq!(resumed.range, Some(format!("bytes={kept}-")));
+        let size = std::fs::metadata(b.repo.path(&basic_pkgs()[0]))
+            .unwrap()
+            .len();
+        assert_eq!(
+            resumed.bytes_sent,
+            size - kept,
+            "only the missing bytes are fetched again"
+        );
+    }
+}
+
+#[test]
+fn questions_are_asked_as_pacman_asks_them() {
+    let pkgs = vec![
+        Pkg::new("impl-a", "1.0-1").provides("virt"),
+        Pkg::new("impl-b", "1.0-1").provides("virt"),
+        Pkg::new("old", "1.0-1"),
+        Pkg::new("rival", "1.0-1").conflicts("old"),
+    ];
+    let mut b = bed(&pkgs, 1);
+    // Provider: a numbered list, the answer read from stdin.
+    let out = run_with_stdin(b.env.pactor(&["-Sy", "virt"]), "2\ny\n");
+    out.assert_ok();
+    assert!(
+        out.stdout
+            .contains(":: There are 2 providers available for virt:"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("   1) impl-a   2) impl-b"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(names(&b.env.installed()), ["impl-b-1.0-1"]);
+
+    // Conflict: pacman's default is no, and then the transaction cannot proceed.
+    run(b.env.pactor(&["-S", "--noconfirm", "old"])).assert_ok();
+    let out = run(b.env.pactor(&["-S", "--noconfirm", "rival"]));
+    assert!(
+        out.stdout
+            .contains(":: rival and old are in conflict. Remove old? [y/N]"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.code, Some(1));
+    assert!(names(&b.env.installed()).contains(&"old-1.0-1".to_string()));
+    let out = run_with_stdin(b.env.pactor(&["-S", "rival"]), "y\ny\n");
+    out.assert_ok();
+    assert!(
+        !names(&b.env.installed())
+            .iter()
+            .any(|n| n.starts_with("old"))
+    );
+
+    // Replace: asked during -Su, yes by default.
+    b.repo.add(&[Pkg::new("newer", "1.0-1")
+        .replaces("rival")
+        .conflicts("rival")]);
+    let out = run(b.env.pactor(&["-Syu", "--noconfirm"]));
+    out.assert_ok();
+    assert!(
+        out.stdout
+            .contains(":: Replace rival with core/newer? [Y/n]"),
+        "{}",
+        out.stdout
+    );
+    assert!(names(&b.env.installed()).contains(&"newer-1.0-1".to_string()));
+    assert!(
+        !names(&b.env.installed())
+            .iter()
+            .any(|n| n.starts_with("rival"))
+    );
+}
+
+#[test]
+fn a_broken_pactor_conf_is_an_error_naming_file_and_line() {
+    let b = bed(&basic_pkgs(), 1);
+    b.env.write_pactor_conf("[options]\nIdleTimeout = soon\n");
+    let out = run(b.env.pactor(&["-Sy", "--noconfirm", "foo"]));
+    assert_eq!(out.code, Some(1));
+    let expected = format!(
+        "error: config file {}, line 2:",
+        b.env.pactor_conf_path().display()
+    );
+    assert!(out.stderr.contains(&expected), "{}", out.stderr);
+    assert!(b.env.installed().is_empty());
+    // An explicit --pactor-conf that does not exist is an error too; the default may be absent.
+    let out = run(b.env.pactor(&[
+        "-S",
+        "--noconfirm",
+        "--pactor-conf",
+        "/nonexistent/pactor.conf",
+        "foo",
+    ]));
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("/nonexistent/pactor.conf"),
+        "{}",
+        out.stderr
+    );
+}
