@@ -204,7 +204,7 @@ fn on_progress(
     };
     let same = matches!(&state.bar, Some((p, l, _)) if *p == progress && *l == label);
     if !same {
-        if let Some((_, _, bar)) = state.bar.take() {
+        if let Some((_, _, bar)) = state.bar.take().filter(|(_, _, b)| !b.is_finished()) {
             bar.finish();
         }
         let bar = ProgressBar::new(100).with_style(
@@ -212,11 +212,20 @@ fn on_progress(
                 .expect("static template")
                 .progress_chars("#-"),
         );
-        bar.set_prefix(format!("({current}/{howmany})"));
         bar.set_message(label.clone());
         state.bar = Some((progress, label, bar));
     }
     if let Some((_, _, bar)) = &state.bar {
+        // alpm repeats the final callback; a finished bar must not be drawn again.
+        if bar.is_finished() {
+            return;
+        }
+        // pacman counts packages done for the checks (so "(2/2) checking ...") and the
+        // package's position for installs.
+        bar.set_prefix(format!(
+            "({}/{howmany})",
+            current.max(1).min(howmany.max(1))
+        ));
         bar.set_position(percent.clamp(0, 100) as u64);
         if percent >= 100 {
             bar.finish();
