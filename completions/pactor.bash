@@ -22,11 +22,17 @@ _pactor() {
             pactor,publish)
                 cmd="pactor__subcmd__publish"
                 ;;
+            pactor,seed)
+                cmd="pactor__subcmd__seed"
+                ;;
             pactor__subcmd__help,help)
                 cmd="pactor__subcmd__help__subcmd__help"
                 ;;
             pactor__subcmd__help,publish)
                 cmd="pactor__subcmd__help__subcmd__publish"
+                ;;
+            pactor__subcmd__help,seed)
+                cmd="pactor__subcmd__help__subcmd__seed"
                 ;;
             *)
                 ;;
@@ -35,7 +41,7 @@ _pactor() {
 
     case "${cmd}" in
         pactor)
-            opts="-S -y -u -w -d -r -b -q -v -h --sync --refresh --sysupgrade --downloadonly --needed --nodeps --asdeps --asexplicit --dbonly --noscriptlet --overwrite --ignore --ignoregroup --noconfirm --confirm --config --root --dbpath --cachedir --hookdir --gpgdir --logfile --arch --color --disable-download-timeout --noprogressbar --quiet --verbose --debug --pactor-conf --generate --version --help publish help"
+            opts="-S -y -u -w -d -r -b -q -v -h --sync --refresh --sysupgrade --downloadonly --needed --nodeps --asdeps --asexplicit --dbonly --noscriptlet --overwrite --ignore --ignoregroup --noconfirm --confirm --config --root --dbpath --cachedir --hookdir --gpgdir --logfile --arch --color --disable-download-timeout --noprogressbar --quiet --verbose --debug --pactor-conf --generate --version --help publish seed help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -113,7 +119,7 @@ _pactor() {
             return 0
             ;;
         pactor__subcmd__help)
-            opts="publish help"
+            opts="publish seed help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -154,6 +160,20 @@ _pactor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pactor__subcmd__help__subcmd__seed)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pactor__subcmd__publish)
             opts="-h --tracker --peer --torrent-files --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -166,6 +186,44 @@ _pactor() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pactor__subcmd__seed)
+            opts="-h --dir --listen --upload-rate --peer-limit --rescan --pactor-conf --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rescan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pactor-conf)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -63,10 +63,19 @@ complete -c pactor -n "__fish_pactor_needs_command" -l debug -d 'Display debug m
 complete -c pactor -n "__fish_pactor_needs_command" -l version -d 'Print version information'
 complete -c pactor -n "__fish_pactor_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pactor -n "__fish_pactor_needs_command" -a "publish" -d 'Write <repo>.torrents (the repo\'s torrent index) beside <repo>.db in DIR'
+complete -c pactor -n "__fish_pactor_needs_command" -a "seed" -d 'Seed the package files of a published repo directory to the swarm'
 complete -c pactor -n "__fish_pactor_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pactor -n "__fish_pactor_using_subcommand publish" -l tracker -d 'Announce URL of a tracker for the repo\'s swarm (can be used more than once)' -r
 complete -c pactor -n "__fish_pactor_using_subcommand publish" -l peer -d 'A peer that seeds the repo, as HOST:PORT (a hint; can be used more than once)' -r
 complete -c pactor -n "__fish_pactor_using_subcommand publish" -l torrent-files -d 'Also write <pkg>.torrent beside each package, for ordinary BitTorrent clients'
 complete -c pactor -n "__fish_pactor_using_subcommand publish" -s h -l help -d 'Print help'
-complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish help" -f -a "publish" -d 'Write <repo>.torrents (the repo\'s torrent index) beside <repo>.db in DIR'
-complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pactor -n "__fish_pactor_using_subcommand seed" -l dir -d 'A published repo directory (with <repo>.torrents from `pactor publish`)' -r -F
+complete -c pactor -n "__fish_pactor_using_subcommand seed" -l listen -d 'Address for incoming peers [default: 0.0.0.0:<ListenPort from pactor.conf, else 6881>]' -r
+complete -c pactor -n "__fish_pactor_using_subcommand seed" -l upload-rate -d 'Upload limit in bytes per second (K, M, G suffixes) [default: MaxUploadRate]' -r
+complete -c pactor -n "__fish_pactor_using_subcommand seed" -l peer-limit -d 'Most peers per torrent' -r
+complete -c pactor -n "__fish_pactor_using_subcommand seed" -l rescan -d 'Seconds between rescans of DIR for new and removed files' -r
+complete -c pactor -n "__fish_pactor_using_subcommand seed" -l pactor-conf -d 'pactor\'s own settings (INI, like pacman.conf)' -r -F
+complete -c pactor -n "__fish_pactor_using_subcommand seed" -s h -l help -d 'Print help'
+complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed help" -f -a "publish" -d 'Write <repo>.torrents (the repo\'s torrent index) beside <repo>.db in DIR'
+complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed help" -f -a "seed" -d 'Seed the package files of a published repo directory to the swarm'
+complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

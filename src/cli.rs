@@ -78,6 +78,35 @@ pub struct Cli {
 pub enum Tool {
     /// Write <repo>.torrents (the repo's torrent index) beside <repo>.db in DIR
     Publish(PublishArgs),
+    /// Seed the package files of a published repo directory to the swarm
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SeedArgs {
+    /// A published repo directory (with <repo>.torrents from `pactor publish`)
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Address for incoming peers [default: 0.0.0.0:<ListenPort from pactor.conf, else 6881>]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Upload limit in bytes per second (K, M, G suffixes) [default: MaxUploadRate]
+    #[arg(long, value_name = "RATE")]
+    pub upload_rate: Option<String>,
+    /// Most peers per torrent
+    #[arg(long, value_name = "N")]
+    pub peer_limit: Option<usize>,
+    /// Seconds between rescans of DIR for new and removed files
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub rescan: u64,
+    /// pactor's own settings (INI, like pacman.conf)
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "PACTOR_CONF",
+        default_value = "/etc/pactor.conf"
+    )]
+    pub pactor_conf: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -218,7 +247,7 @@ pub fn command() -> clap::Command {
 }
 
 /// pactor's own tools are named by their first argument.
-const TOOLS: [&str; 1] = ["publish"];
+const TOOLS: [&str; 2] = ["publish", "seed"];
 
 /// Decides who handles `argv` (which includes the program name).
 pub fn classify(argv: Vec<OsString>) -> Invocation {

@@ -33,6 +33,22 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Parallel file downloads; `None` means pacman.conf's `ParallelDownloads`.
     pub parallel_downloads: Option<usize>,
+    /// Where to fetch `<repo>.torrents` (`$repo`, `$arch` expanded); empty: the repo's servers.
+    pub torrent_indexes: Vec<String>,
+    /// Trackers announced to in addition to the index's.
+    pub trackers: Vec<String>,
+    /// Peers always tried (`host:port`), e.g. a LAN seedbox.
+    pub peers: Vec<String>,
+    /// Port for incoming peers; 0 picks a free one.
+    pub listen_port: u16,
+    pub dht: bool,
+    pub lsd: bool,
+    /// A swarm that delivers nothing for this long hands the file to the mirrors.
+    pub stall_timeout: Duration,
+    pub max_upload_rate: Option<u32>,
+    pub max_download_rate: Option<u32>,
+    /// Keep serving just-fetched files to peers while the commit runs.
+    pub seed_while_installing: bool,
 }
 
 impl Default for Settings {
@@ -41,6 +57,16 @@ impl Default for Settings {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             parallel_downloads: None,
+            torrent_indexes: Vec::new(),
+            trackers: Vec::new(),
+            peers: Vec::new(),
+            listen_port: 0,
+            dht: false,
+            lsd: false,
+            stall_timeout: Duration::from_secs(5),
+            max_upload_rate: None,
+            max_download_rate: None,
+            seed_while_installing: true,
         }
     }
 }
@@ -93,6 +119,24 @@ impl Settings {
                         .ok_or_else(|| syntax("ParallelDownloads must be 1 to 64".into()))?;
                     settings.parallel_downloads = Some(n);
                 }
+                "TorrentIndex" => settings.torrent_indexes.push(value()?.to_owned()),
+                "Tracker" => settings.trackers.push(value()?.to_owned()),
+                "Peer" => settings.peers.push(value()?.to_owned()),
+                "ListenPort" => {
+                    settings.listen_port = value()?
+                        .parse()
+                        .map_err(|_| syntax("ListenPort must be 0 to 65535".into()))?;
+                }
+                "DHT" => settings.dht = flag(entry.value).map_err(syntax)?,
+                "LSD" => settings.lsd = flag(entry.value).map_err(syntax)?,
+                "SeedWhileInstalling" => {
+                    settings.seed_while_installing = flag(entry.value).map_err(syntax)?
+                }
+                "StallTimeout" => settings.stall_timeout = seconds(value()?).map_err(syntax)?,
+                "MaxUploadRate" => settings.max_upload_rate = Some(rate(value()?).map_err(syntax)?),
+                "MaxDownloadRate" => {
+                    settings.max_download_rate = Some(rate(value()?).map_err(syntax)?)
+                }
                 other => tracing::warn!(
                     "{}:{}: unknown option '{other}' ignored",
                     path.display(),
@@ -111,6 +155,47 @@ fn seconds(value: &str) -> Result<Duration, String> {
         .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| format!("'{value}' is not a number of seconds (0 to 86400)"))
+}
+
+/// A bare flag (`DHT`) means yes; `DHT = no` spells it out.
+fn flag(value: Option<&str>) -> Result<bool, String> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("yes" | "true" | "on" | "1") => Ok(true),
+        Some("no" | "false" | "off" | "0") => Ok(false),
+        Some(other) => Err(format!("'{other}' is not yes or no")),
+    }
+}
+
+/// Bytes per second, with an optional K/M/G suffix (binary), at least 16 KiB/s: librqbit
+/// stalls entirely below that.
+pub fn rate(value: &str) -> Result<u32, String> {
+    let (digits, unit) = match value
+        .trim()
+        .char_indices()
+        .find(|(_, c)| c.is_ascii_alphabetic())
+    {
+        Some((i, _)) => value.trim().split_at(i),
+        None => (value.trim(), ""),
+    };
+    let factor: u64 = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(format!("'{value}' is not a rate such as 20M")),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|n| n * factor)
+        .filter(|n| (16 * 1024..=u32::MAX as u64).contains(n))
+        .map(|n| n as u32)
+        .ok_or_else(|| format!("'{value}' is not a rate from 16K to 4G bytes per second"))
 }
 
 /// One `Key [= Value]` line, with its section and line number.
@@ -177,6 +262,29 @@ mod tests {
         assert_eq!(s.connect_timeout, Duration::from_millis(2500));
         assert_eq!(s.idle_timeout, Duration::from_secs(7));
         assert_eq!(s.parallel_downloads, Some(3));
+    }
+
+    #[test]
+    fn swarm_options() {
+        let s = parse(
+            "[options]\nTorrentIndex = http://m/$repo.torrents\nTracker = http://127.0.0.1:6969/announce\n\
+             Peer = 127.0.0.1:7000\nPeer = 127.0.0.1:7001\nListenPort = 6881\nDHT\nLSD = no\n\
+             StallTimeout = 2\nMaxUploadRate = 20M\nMaxDownloadRate = 512K\nSeedWhileInstalling = no\n",
+        )
+        .unwrap();
+        assert_eq!(s.peers, ["127.0.0.1:7000", "127.0.0.1:7001"]);
+        assert_eq!(
+            (s.listen_port, s.dht, s.lsd, s.seed_while_installing),
+            (6881, true, false, false)
+        );
+        assert_eq!(s.max_upload_rate, Some(20 << 20));
+        assert_eq!(s.max_download_rate, Some(512 << 10));
+        assert_eq!(s.stall_timeout, Duration::from_secs(2));
+        assert!(
+            parse("[options]\nMaxUploadRate = 1K\n").is_err(),
+            "below librqbit's floor"
+        );
+        assert!(parse("[options]\nDHT = maybe\n").is_err());
     }
 
     #[test]

@@ -180,6 +180,34 @@ impl Http {
         Ok(())
     }
 
+    /// A small file (an index) in memory: `Ok(None)` for a 404, the normal answer of a mirror
+    /// that publishes nothing.
+    pub async fn get_small(
+        &self,
+        url: &str,
+        max_len: usize,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        let response = self.idle_bound(self.client.get(url).send()).await??;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(None),
+            status => return Err(FetchError::Status(status)),
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = self.idle_bound(stream.next()).await? {
+            body.extend_from_slice(&chunk?);
+            if body.len() > max_len {
+                return Err(FetchError::TooLong(max_len as u64));
+            }
+        }
+        Ok(Some(body))
+    }
+
+    pub fn interrupt(&self) -> &Interrupt {
+        &self.interrupt
+    }
+
     /// The signal that interrupted the transfers, if one did.
     pub fn interrupted(&self) -> Option<i32> {
         self.interrupt.signal()

@@ -7,11 +7,14 @@ mod config;
 mod handle;
 mod http;
 mod index;
+mod indexes;
 mod interrupt;
 mod passthrough;
 mod prefetch;
 mod progress;
 mod publish;
+mod seed;
+mod swarm;
 mod sync;
 mod torrent;
 mod transaction;
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
             ExitCode::from(if e.use_stderr() { 1 } else { 0 })
         }
         cli::Invocation::Tool(cli::Tool::Publish(args)) => report(publish::run(&args)),
+        cli::Invocation::Tool(cli::Tool::Seed(args)) => report(seed::run(&args)),
         cli::Invocation::Generate(kind) => {
             cli::generate(kind, &mut std::io::stdout());
             ExitCode::SUCCESS

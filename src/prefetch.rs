@@ -3,15 +3,20 @@
 //! filesystem), are verified against the sync database, and only then renamed into the cache:
 //! the cache never holds a partial or unverified file under a package's name.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use futures_util::StreamExt;
 
 use crate::http::{FetchError, Fetched, Http};
-use crate::progress::DownloadProgress;
+use crate::index::{Entry, Index};
+use crate::progress::{DownloadProgress, FileProgress};
+use crate::swarm::{Handle, Swarm, SwarmConfig};
 use crate::transaction::{PackageFile, SignaturePolicy};
 
 /// Where prefetched files go and how they are fetched.
@@ -23,7 +28,19 @@ pub struct Prefetch {
     pub parallel: usize,
     pub http: Http,
     /// Failures per server this run: like pacman, a server that failed three times is skipped.
-    pub server_errors: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    pub server_errors: std::sync::Mutex<HashMap<String, u32>>,
+    pub swarm: SwarmPlan,
+}
+
+/// What the swarm needs, if any file turns out to have a torrent: the session starts only then.
+pub struct SwarmPlan {
+    /// Torrent indexes by repo name.
+    pub indexes: HashMap<String, Index>,
+    pub config: SwarmConfig,
+    /// `Peer =` lines of pactor.conf (`host:port`).
+    pub peers: Vec<String>,
+    /// No bytes from the swarm for this long: the file goes to the mirrors.
+    pub stall: Duration,
 }
 
 /// pacman's rule: a server with this many errors is not tried again in the same run.
@@ -33,7 +50,15 @@ const MAX_SERVER_ERRORS: u32 = 3;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Report {
     pub files: usize,
+    pub bytes_from_peers: u64,
     pub bytes_from_mirrors: u64,
+}
+
+/// Bytes one file took from each source.
+#[derive(Debug, Default, Clone, Copy)]
+struct Took {
+    peers: u64,
+    mirrors: u64,
 }
 
 /// Signatures are small; anything larger is not a signature.
@@ -45,7 +70,9 @@ impl Prefetch {
         self.dest.join("download-pactor")
     }
 
-    pub async fn run(&self, files: &[PackageFile]) -> Result<Report> {
+    /// Fetches what is missing. The swarm session, if one was needed, is returned still running:
+    /// it keeps serving the fetched files to peers while the commit runs.
+    pub async fn run(&self, files: &[PackageFile]) -> Result<(Report, Option<Swarm>)> {
         let missing: Vec<&PackageFile> =
             files.iter().filter(|f| !self.cached(&f.filename)).collect();
         let staging = self.staging_dir();
@@ -56,6 +83,7 @@ impl Prefetch {
         }
 
         let mut report = Report::default();
+        let mut swarm = None;
         if !missing.is_empty() {
             crate::ui::section("Retrieving packages...");
             if missing.iter().any(|f| f.sha256.is_none()) {
@@ -63,17 +91,20 @@ impl Prefetch {
                     "the sync database has no sha256 for some packages: only their size is checked before the commit",
                 );
             }
+            if missing.iter().any(|f| self.swarm_entry(f).is_some()) {
+                swarm = self.start_swarm(&staging).await;
+            }
+            let peers = self.peer_addrs(&missing).await;
             let total: u64 = missing.iter().map(|f| f.size).sum();
             let progress = Arc::new(DownloadProgress::new(missing.len(), total));
-            let results: Vec<(String, Result<u64, String>)> = futures_util::stream::iter(&missing)
+            let results: Vec<(String, Result<Took, String>)> = futures_util::stream::iter(&missing)
                 .map(|file| {
                     let progress = progress.clone();
                     let staging = &staging;
+                    let (swarm, peers) = (swarm.as_ref(), &peers);
                     async move {
-                        (
-                            file.filename.clone(),
-                            self.fetch_package(file, staging, &progress).await,
-                        )
+                        let took = self.fetch_one(file, staging, &progress, swarm, peers).await;
+                        (file.filename.clone(), took)
                     }
                 })
                 .buffer_unordered(self.parallel.max(1))
@@ -82,15 +113,16 @@ impl Prefetch {
             let mut failed = Vec::new();
             for (name, result) in results {
                 match result {
-                    Ok(bytes) => {
+                    Ok(took) => {
                         report.files += 1;
-                        report.bytes_from_mirrors += bytes;
+                        report.bytes_from_peers += took.peers;
+                        report.bytes_from_mirrors += took.mirrors;
                     }
                     Err(message) => failed.push((name, message)),
                 }
             }
             if let Ok(progress) = Arc::try_unwrap(progress) {
-                progress.finish(report.bytes_from_mirrors);
+                progress.finish(report.bytes_from_peers, report.bytes_from_mirrors);
             }
             if let Some(signum) = self.http.interrupted() {
                 eprintln!(
@@ -112,7 +144,176 @@ impl Prefetch {
         for file in files.iter().filter(|f| self.wants_sig(f)) {
             self.place_signature(file, &staging).await?;
         }
-        Ok(report)
+        Ok((report, swarm))
+    }
+
+    /// The index entry for a file, if it agrees with the database on name, size and sha256.
+    /// Anything else in the index is ignored: the database is the authority.
+    fn swarm_entry(&self, file: &PackageFile) -> Option<&Entry> {
+        let entry = self
+            .swarm
+            .indexes
+            .get(&file.repo)?
+            .files
+            .get(&file.filename)?;
+        (entry.size == file.size && Some(entry.sha256) == file.sha256).then_some(entry)
+    }
+
+    async fn start_swarm(&self, staging: &Path) -> Option<Swarm> {
+        let mut config = self.swarm.config.clone();
+        for index in self.swarm.indexes.values() {
+            config.trackers.extend(index.trackers.iter().cloned());
+        }
+        config.trackers.sort();
+        config.trackers.dedup();
+        match Swarm::start(&config, staging).await {
+            Ok(swarm) => Some(swarm),
+            Err(e) => {
+                crate::ui::warning(&format!("{e:#}; using the mirrors only"));
+                None
+            }
+        }
+    }
+
+    /// `Peer =` lines and the peer hints of the indexes involved, resolved.
+    async fn peer_addrs(&self, missing: &[&PackageFile]) -> Vec<SocketAddr> {
+        let mut names: Vec<&String> = self.swarm.peers.iter().collect();
+        for file in missing {
+            if let Some(index) = self.swarm.indexes.get(&file.repo) {
+                names.extend(index.peers.iter());
+            }
+        }
+        names.sort();
+        names.dedup();
+        let mut addrs = Vec::new();
+        for name in names {
+            match tokio::net::lookup_host(name.as_str()).await {
+                Ok(found) => addrs.extend(found),
+                Err(e) => crate::ui::warning(&format!("peer {name}: {e}")),
+            }
+        }
+        addrs
+    }
+
+    /// One file: from the swarm when the index has it, from the mirrors otherwise or when the
+    /// swarm fails it.
+    async fn fetch_one(
+        &self,
+        file: &PackageFile,
+        staging: &Path,
+        progress: &DownloadProgress,
+        swarm: Option<&Swarm>,
+        peers: &[SocketAddr],
+    ) -> Result<Took, String> {
+        let bar = progress.start(&file.filename, file.size);
+        if let (Some(swarm), Some(entry)) = (swarm, self.swarm_entry(file)) {
+            match self
+                .fetch_from_swarm(swarm, file, entry, staging, &bar, peers)
+                .await
+            {
+                Ok(bytes) => {
+                    return Ok(Took {
+                        peers: bytes,
+                        mirrors: 0,
+                    });
+                }
+                Err(why) if self.http.interrupted().is_some() => return Err(why),
+                Err(why) => progress.warn(&format!(
+                    "{} from peers: {why}; using the mirrors",
+                    file.filename
+                )),
+            }
+        }
+        let mirrors = self.fetch_package(file, staging, &bar, progress).await?;
+        Ok(Took { peers: 0, mirrors })
+    }
+
+    /// Fetches a file from the swarm into `staging/swarm/`, verifies it against the database and
+    /// moves it into the cache. The torrent stays in the session, so the file is served to
+    /// other peers from its new place (the open file follows the rename).
+    async fn fetch_from_swarm(
+        &self,
+        swarm: &Swarm,
+        file: &PackageFile,
+        entry: &Entry,
+        staging: &Path,
+        bar: &FileProgress,
+        peers: &[SocketAddr],
+    ) -> Result<u64, String> {
+        let dir = staging.join("swarm");
+        let stall = self.swarm.stall;
+        let handle = tokio::select! {
+            handle = swarm.leech(&file.filename, entry.info_hash, &dir, peers, stall) => handle.map_err(|e| format!("{e:#}"))?,
+            _ = self.http.interrupt().wait() => return Err("interrupted".into()),
+        };
+        let got = match self.follow(&handle, bar, stall).await {
+            Ok(got) => got,
+            Err(why) => {
+                swarm.forget(&handle, true).await;
+                return Err(why);
+            }
+        };
+        let path = dir.join(&file.filename);
+        let hashed = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || sha256_file(&path))
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        let verdict = hashed.map_err(|e| e.to_string()).and_then(|(len, sha256)| {
+            verify(
+                file,
+                &Fetched {
+                    len,
+                    sha256,
+                    transferred: len,
+                },
+            )
+        });
+        if let Err(why) = verdict {
+            bar.rewind(got);
+            swarm.forget(&handle, true).await;
+            return Err(why);
+        }
+        std::fs::rename(&path, self.dest.join(&file.filename)).map_err(|e| e.to_string())?;
+        Ok(got)
+    }
+
+    /// Watches a torrent until it completes; fails if it makes no progress for `stall`.
+    async fn follow(
+        &self,
+        handle: &Handle,
+        bar: &FileProgress,
+        stall: Duration,
+    ) -> Result<u64, String> {
+        let mut seen = 0u64;
+        let mut last_progress = Instant::now();
+        loop {
+            let stats = handle.stats();
+            if stats.progress_bytes > seen {
+                bar.advance(stats.progress_bytes - seen);
+                seen = stats.progress_bytes;
+                last_progress = Instant::now();
+            }
+            if stats.finished {
+                return Ok(seen);
+            }
+            if let Some(error) = stats.error {
+                bar.rewind(seen);
+                return Err(error);
+            }
+            if last_progress.elapsed() > stall {
+                bar.rewind(seen);
+                return Err(format!("no data from the swarm for {stall:?}"));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = self.http.interrupt().wait() => {
+                    bar.rewind(seen);
+                    return Err("interrupted".into());
+                }
+            }
+        }
     }
 
     fn server_errors(&self, server: &str) -> u32 {
@@ -150,10 +351,10 @@ impl Prefetch {
         &self,
         file: &PackageFile,
         staging: &Path,
+        bar: &FileProgress,
         progress: &DownloadProgress,
     ) -> Result<u64, String> {
         let part = staging.join(format!("{}.part", file.filename));
-        let bar = progress.start(&file.filename, file.size);
         let advance = |n: u64| bar.advance(n);
         let mut transferred = 0;
         let mut last_error = String::from("no servers configured for repository");
@@ -261,6 +462,15 @@ impl Prefetch {
     }
 }
 
+/// Length and sha256 of a file on disk.
+fn sha256_file(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let len = std::io::copy(&mut file, &mut hasher)?;
+    Ok((len, hasher.finalize().into()))
+}
+
 /// The database is the only authority: size first, then sha256.
 fn verify(file: &PackageFile, fetched: &Fetched) -> Result<(), String> {
     if fetched.len != file.size {
@@ -295,6 +505,7 @@ mod tests {
             sha256,
             base64_sig: None,
             signature: SignaturePolicy::NotChecked,
+            repo: "core".into(),
         }
     }
 

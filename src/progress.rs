@@ -74,14 +74,18 @@ impl DownloadProgress {
         }
     }
 
-    pub fn finish(self, bytes: u64) {
+    /// The closing line: how much, from where, how fast.
+    pub fn finish(self, from_peers: u64, from_mirrors: u64) {
         if let Some(total) = &self.total {
             total.finish_and_clear();
         }
+        let bytes = from_peers + from_mirrors;
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         println!(
-            " downloaded {} from mirrors in {:.1} s ({}/s)",
+            " downloaded {}: {} from peers, {} from mirrors in {:.1} s ({}/s)",
             ui::human(bytes),
+            ui::human(from_peers),
+            ui::human(from_mirrors),
             secs,
             ui::human((bytes as f64 / secs) as u64)
         );

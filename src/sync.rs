@@ -1,13 +1,17 @@
 //! `pactor -S`: plan → fetch → verify → commit, top to bottom.
 
+use std::path::Path;
+
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cli::SyncArgs;
 use crate::config::Settings;
 use crate::handle::{self, PacmanConfig};
 use crate::http::Http;
+use crate::indexes::{self, RepoSource};
 use crate::interrupt::Interrupt;
-use crate::prefetch::Prefetch;
+use crate::prefetch::{Prefetch, SwarmPlan};
+use crate::swarm::SwarmConfig;
 use crate::transaction::{self, Planned};
 use crate::ui::{self, Ui};
 use crate::{ExitQuietly, callbacks, commit};
@@ -32,10 +36,36 @@ pub fn run(args: SyncArgs) -> Result<()> {
         alpm.set_overwrite_files(args.overwrite.iter())?;
     }
 
-    // Plan: refresh, then the transaction exactly as pacman computes it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    let interrupt = runtime
+        .block_on(async { Interrupt::listen() })
+        .context("could not watch signals")?;
+    let http = Http::new(settings.connect_timeout, settings.idle_timeout, interrupt)?;
+
+    // Plan: refresh (databases, then torrent indexes), then the transaction as pacman computes it.
     if args.refresh > 0 {
         transaction::refresh(&mut alpm, args.refresh >= 2)?;
     }
+    let repos = repo_sources(&alpm);
+    let index_dir = indexes::index_dir(Path::new(alpm.dbpath()));
+    let arch = pacman
+        .conf
+        .architecture
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "x86_64".into());
+    runtime.block_on(indexes::refresh(
+        &http,
+        &repos,
+        &settings.torrent_indexes,
+        &arch,
+        &index_dir,
+        args.refresh > 0,
+    ));
     if args.targets.is_empty() && args.sysupgrade == 0 {
         return Ok(());
     }
@@ -48,14 +78,6 @@ pub fn run(args: SyncArgs) -> Result<()> {
     };
 
     // Fetch and verify: every file lands in the cache before the commit, or nothing is installed.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")?;
-    let interrupt = runtime
-        .block_on(async { Interrupt::listen() })
-        .context("could not watch signals")?;
     let prefetch = Prefetch {
         cache_dirs: pacman.cache_dirs(),
         dest: pacman.writable_cache_dir()?,
@@ -63,17 +85,60 @@ pub fn run(args: SyncArgs) -> Result<()> {
             .parallel_downloads
             .unwrap_or(usize::try_from(pacman.conf.parallel_downloads).unwrap_or(1))
             .max(1),
-        http: Http::new(settings.connect_timeout, settings.idle_timeout, interrupt)?,
+        http,
         server_errors: Default::default(),
+        swarm: SwarmPlan {
+            indexes: indexes::load(&repos, &index_dir),
+            config: swarm_config(&settings),
+            peers: settings.peers.clone(),
+            stall: settings.stall_timeout,
+        },
     };
-    runtime.block_on(prefetch.run(&files))?;
-    drop(runtime);
+    let (_, swarm) = runtime.block_on(prefetch.run(&files))?;
+    let swarm = swarm.filter(|_| settings.seed_while_installing && !args.download_only);
     if args.download_only {
         return Ok(());
     }
 
-    // Commit: offline by construction.
-    commit::commit(&mut alpm, pacman.cache_dirs())
+    // Commit: offline by construction. The swarm (if any) keeps seeding on the runtime's threads.
+    let committed = commit::commit(&mut alpm, pacman.cache_dirs());
+    if let Some(swarm) = swarm {
+        runtime.block_on(swarm.stop());
+    }
+    committed
+}
+
+/// The sync repos with their servers and database files, for the torrent indexes.
+fn repo_sources(alpm: &alpm::Alpm) -> Vec<RepoSource> {
+    let sync_dir = Path::new(alpm.dbpath()).join("sync");
+    alpm.syncdbs()
+        .iter()
+        .map(|db| RepoSource {
+            name: db.name().to_owned(),
+            servers: db.servers().iter().map(str::to_owned).collect(),
+            db_file: sync_dir.join(format!("{}.db", db.name())),
+        })
+        .collect()
+}
+
+/// The leecher's session: it listens (so it can seed while installing) on ListenPort, or on a
+/// free port when that is 0.
+fn swarm_config(settings: &Settings) -> SwarmConfig {
+    let port = match settings.listen_port {
+        0 => std::net::TcpListener::bind(("0.0.0.0", 0))
+            .and_then(|l| l.local_addr())
+            .map_or(0, |a| a.port()),
+        port => port,
+    };
+    SwarmConfig {
+        listen: (port != 0).then(|| std::net::SocketAddr::from(([0, 0, 0, 0], port))),
+        dht: settings.dht,
+        lsd: settings.lsd,
+        trackers: settings.trackers.clone(),
+        upload_bps: settings.max_upload_rate,
+        download_bps: settings.max_download_rate,
+        peer_limit: None,
+    }
 }
 
 /// pacman's message for a held lock, naming the lock file.

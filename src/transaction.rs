@@ -13,6 +13,8 @@ use crate::ui;
 pub struct PackageFile {
     /// `name-ver-arch.pkg.tar.zst`: the name in the cache and on every mirror.
     pub filename: String,
+    /// The sync repo it comes from (its torrent index is looked up by this name).
+    pub repo: String,
     /// The repo's servers in mirrorlist order.
     pub servers: Vec<String>,
     /// Compressed size from the database.
@@ -347,6 +349,7 @@ fn package_files(alpm: &Alpm) -> Vec<PackageFile> {
             let db = pkg.db()?;
             Some(PackageFile {
                 filename: pkg.filename()?.to_owned(),
+                repo: db.name().to_owned(),
                 servers: db.servers().iter().map(str::to_owned).collect(),
                 size: u64::try_from(pkg.size()).unwrap_or(0),
                 sha256: pkg.sha256sum().and_then(parse_sha256),

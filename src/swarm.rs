@@ -1,0 +1,250 @@
+//! The BitTorrent side of pactor, on librqbit: one session per run (or per seeder), with DHT,
+//! LSD and UPnP off unless pactor.conf turns them on, an explicit announce port (librqbit would
+//! announce 4240 otherwise), and a read-only storage for seeding, so a file pactor seeds is
+//! never truncated, extended or rewritten.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use librqbit::limits::LimitsConfig;
+use librqbit::storage::{BoxStorageFactory, StorageFactory, StorageFactoryExt, TorrentStorage};
+use librqbit::{
+    AddTorrent, AddTorrentOptions, AddTorrentResponse, ListenerMode, ListenerOptions,
+    ManagedTorrent, ManagedTorrentShared, Session, SessionOptions, TorrentMetadata,
+};
+
+use crate::torrent::{Info, InfoHash};
+
+/// How the session talks to the world; everything off by default except what is configured.
+#[derive(Debug, Clone, Default)]
+pub struct SwarmConfig {
+    /// Where to accept peers; `None` accepts nobody (a pure leecher).
+    pub listen: Option<SocketAddr>,
+    pub dht: bool,
+    pub lsd: bool,
+    pub trackers: Vec<String>,
+    pub upload_bps: Option<u32>,
+    pub download_bps: Option<u32>,
+    pub peer_limit: Option<usize>,
+}
+
+pub type Handle = Arc<ManagedTorrent>;
+
+pub struct Swarm {
+    session: Arc<Session>,
+    trackers: Vec<String>,
+}
+
+impl Swarm {
+    pub async fn start(config: &SwarmConfig, default_dir: &Path) -> Result<Swarm> {
+        let _ = librqbit::try_increase_nofile_limit();
+        let trackers = config
+            .trackers
+            .iter()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        let options = SessionOptions {
+            dht: if config.dht {
+                Some(Default::default())
+            } else {
+                None
+            },
+            disable_local_service_discovery: !config.lsd,
+            listen: config.listen.map(|addr| ListenerOptions {
+                mode: ListenerMode::TcpOnly,
+                listen_addr: addr,
+                enable_upnp_port_forwarding: false,
+                announce_port: Some(addr.port()),
+                ipv4_only: addr.is_ipv4(),
+                ..Default::default()
+            }),
+            fastresume: false,
+            persistence: None,
+            ratelimits: LimitsConfig {
+                upload_bps: config.upload_bps.and_then(NonZeroU32::new),
+                download_bps: config.download_bps.and_then(NonZeroU32::new),
+            },
+            trackers,
+            peer_limit: config.peer_limit,
+            ..Default::default()
+        };
+        let session = Session::new_with_opts(default_dir.to_owned(), options)
+            .await
+            .context("could not start the BitTorrent session")?;
+        Ok(Swarm {
+            session,
+            trackers: config.trackers.clone(),
+        })
+    }
+
+    /// Seeds `dir/<info.name>` read-only. Returns once the torrent is live (its pieces checked),
+    /// so peers told about it are not turned away.
+    pub async fn seed(&self, info: &Info, dir: &Path) -> Result<Handle> {
+        let bytes = info.to_torrent_file(&self.trackers);
+        let options = AddTorrentOptions {
+            overwrite: true,
+            output_folder: Some(dir.to_string_lossy().into_owned()),
+            storage_factory: Some(
+                ReadOnlyFactory {
+                    dir: dir.to_owned(),
+                }
+                .boxed(),
+            ),
+            ..Default::default()
+        };
+        let handle = self.add(AddTorrent::from_bytes(bytes), options).await?;
+        handle.wait_until_initialized().await?;
+        Ok(handle)
+    }
+
+    /// Starts fetching `name` by infohash into `dir`: metadata comes from the peers (BEP 9).
+    /// Gives up if no peer supplies the metadata within `timeout`.
+    pub async fn leech(
+        &self,
+        name: &str,
+        info_hash: InfoHash,
+        dir: &Path,
+        peers: &[SocketAddr],
+        timeout: Duration,
+    ) -> Result<Handle> {
+        let mut magnet = format!("magnet:?xt=urn:btih:{info_hash}&dn={}", urlencode(name));
+        for tracker in &self.trackers {
+            magnet.push_str(&format!("&tr={}", urlencode(tracker)));
+        }
+        let options = AddTorrentOptions {
+            overwrite: true,
+            output_folder: Some(dir.to_string_lossy().into_owned()),
+            initial_peers: (!peers.is_empty()).then(|| peers.to_vec()),
+            ..Default::default()
+        };
+        let add = self.add(AddTorrent::from_url(magnet), options);
+        let handle = tokio::time::timeout(timeout, add)
+            .await
+            .context("no peer within the stall timeout")??;
+        // The metadata came from strangers: it must describe the file the index named.
+        let shared_name = handle.shared().info_hash;
+        if shared_name.0 != info_hash.0 {
+            bail!("peer metadata does not match the infohash");
+        }
+        Ok(handle)
+    }
+
+    async fn add(&self, add: AddTorrent<'_>, options: AddTorrentOptions) -> Result<Handle> {
+        match self.session.add_torrent(add, Some(options)).await? {
+            AddTorrentResponse::Added(_, handle)
+            | AddTorrentResponse::AlreadyManaged(_, handle) => Ok(handle),
+            AddTorrentResponse::ListOnly(_) => {
+                bail!("librqbit listed the torrent instead of adding it")
+            }
+        }
+    }
+
+    /// Stops a torrent; `delete_files` removes what it downloaded (never used for seeded files).
+    pub async fn forget(&self, handle: &Handle, delete_files: bool) {
+        let _ = self.session.delete(handle.id().into(), delete_files).await;
+    }
+
+    pub async fn stop(&self) {
+        self.session.stop().await;
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Opens a seeded file read-only: reads are served, every write is refused, the length is
+/// never changed. librqbit's own filesystem storage opens read-write and calls `set_len`.
+#[derive(Clone)]
+struct ReadOnlyFactory {
+    dir: PathBuf,
+}
+
+impl StorageFactory for ReadOnlyFactory {
+    type Storage = ReadOnlyStorage;
+
+    fn create(
+        &self,
+        _: &ManagedTorrentShared,
+        metadata: &TorrentMetadata,
+    ) -> Result<ReadOnlyStorage> {
+        let mut files = Vec::new();
+        for file in metadata.file_infos.iter() {
+            let path = self.dir.join(&file.relative_filename);
+            // Never follow a symlink: only the regular file of that name is seeded.
+            let meta =
+                std::fs::symlink_metadata(&path).with_context(|| format!("{}", path.display()))?;
+            if !meta.file_type().is_file() || meta.len() != file.len {
+                bail!(
+                    "{} is not a regular file of {} bytes",
+                    path.display(),
+                    file.len
+                );
+            }
+            files.push(Arc::new(std::fs::File::open(&path)?));
+        }
+        Ok(ReadOnlyStorage { files })
+    }
+
+    fn clone_box(&self) -> BoxStorageFactory {
+        self.clone().boxed()
+    }
+}
+
+struct ReadOnlyStorage {
+    files: Vec<Arc<std::fs::File>>,
+}
+
+impl TorrentStorage for ReadOnlyStorage {
+    fn init(&mut self, _: &ManagedTorrentShared, _: &TorrentMetadata) -> Result<()> {
+        Ok(())
+    }
+
+    fn pread_exact(&self, file_id: usize, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let file = self.files.get(file_id).context("no such file")?;
+        Ok(file.read_exact_at(buf, offset)?)
+    }
+
+    fn pwrite_all(&self, _: usize, _: u64, _: &[u8]) -> Result<()> {
+        bail!("pactor seeds read-only")
+    }
+
+    fn remove_file(&self, _: usize, _: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    fn remove_directory_if_empty(&self, _: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    fn ensure_file_length(&self, file_id: usize, length: u64) -> Result<()> {
+        let actual = self
+            .files
+            .get(file_id)
+            .context("no such file")?
+            .metadata()?
+            .len();
+        if actual != length {
+            bail!("seeded file has {actual} bytes, torrent says {length}");
+        }
+        Ok(())
+    }
+
+    fn take(&self) -> Result<Box<dyn TorrentStorage>> {
+        Ok(Box::new(ReadOnlyStorage {
+            files: self.files.clone(),
+        }))
+    }
+}

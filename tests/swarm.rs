@@ -1,0 +1,314 @@
+//! End-to-end tests of the swarm path: `pactor publish` writes the index, `pactor seed`
+//! processes serve the files, and `pactor -S` takes them from peers, falling back to the mirror.
+//! Everything on 127.0.0.1; DHT, LSD and UPnP stay off (pactor's defaults).
+
+mod bed;
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bed::*;
+
+/// A running `pactor seed`, killed when dropped.
+struct Seeder {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Seeder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `pactor seed --dir DIR` and waits until it reports its files live.
+fn seed(dir: &Path, conf: &Path) -> Seeder {
+    let port = free_port();
+    let mut child = Command::new(pactor_bin())
+        .args(["seed", "--dir"])
+        .arg(dir)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--rescan", "1"])
+        .env("PACTOR_CONF", conf)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("seeder started");
+        if line.starts_with(":: seeding") && !line.starts_with(":: seeding 0 ") {
+            break;
+        }
+    }
+    Seeder { child, port }
+}
+
+struct Swarm {
+    tmp: tempfile::TempDir,
+    repo: Repo,
+    mirror: Mirror,
+    env: TestEnv,
+}
+
+fn pkgs() -> Vec<Pkg> {
+    vec![
+        Pkg::new("foo", "1.0-1").depends("bar").payload(3_000_000),
+        Pkg::new("bar", "1.0-1").payload(1_000_000),
+        Pkg::new("baz", "1.0-1").payload(70_000),
+    ]
+}
+
+fn publish(dir: &Path, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(pactor_bin());
+    cmd.arg("publish").arg(dir).args(extra);
+    let out = run(cmd);
+    out.assert_ok();
+    out
+}
+
+fn swarm_bed() -> Swarm {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let mut repo = Repo::new(&dir, "core");
+    repo.add(&pkgs());
+    publish(&dir, &[]);
+    let mirror = Mirror::start(&dir);
+    let env = TestEnv::builder().repo("core", &[mirror.url()]).build();
+    std::fs::write(tmp.path().join("seeder.conf"), "").unwrap();
+    Swarm {
+        tmp,
+        repo,
+        mirror,
+        env,
+    }
+}
+
+fn package_size(repo: &Repo, pkg: &Pkg) -> u64 {
+    std::fs::metadata(repo.path(pkg)).unwrap().len()
+}
+
+#[test]
+fn packages_come_from_peers_and_the_mirror_serves_almost_nothing() {
+    let s = swarm_bed();
+    let seeder = seed(
+        &s.tmp.path().join("repo"),
+        &s.tmp.path().join("seeder.conf"),
+    );
+    s.env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{}\nStallTimeout = 10\n",
+        seeder.port
+    ));
+    let out = run(s.env.pactor(&["-Sy", "--noconfirm", "foo"]));
+    out.assert_ok();
+    let names: Vec<_> = s.env.installed().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["bar", "foo"]);
+    let total = package_size(&s.repo, &pkgs()[0]) + package_size(&s.repo, &pkgs()[1]);
+    assert!(
+        s.mirror.package_bytes() * 20 <= total,
+        "mirror served {} of {total} package bytes\n{}\n{}",
+        s.mirror.package_bytes(),
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.contains(" 0 B from mirrors"), "{}", out.stdout);
+    assert_eq!(
+        s.mirror.count("core.torrents"),
+        1,
+        "the index is fetched during -y"
+    );
+}
+
+#[test]
+fn a_dead_swarm_falls_back_to_the_mirror_within_the_stall_timeout() {
+    let s = swarm_bed();
+    // The index lists the files, but nobody seeds them.
+    s.env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{}\nStallTimeout = 1\n",
+        free_port()
+    ));
+    let started = Instant::now();
+    let out = run(s.env.pactor(&["-Sy", "--noconfirm", "foo"]));
+    out.assert_ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(out.stderr.contains("using the mirrors"), "{}", out.stderr);
+    let total = package_size(&s.repo, &pkgs()[0]) + package_size(&s.repo, &pkgs()[1]);
+    assert_eq!(s.mirror.package_bytes(), total);
+    assert_eq!(s.env.installed().len(), 2);
+}
+
+#[test]
+fn a_wrong_infohash_or_sha256_in_the_index_sends_the_file_to_the_mirror() {
+    let s = swarm_bed();
+    let dir = s.tmp.path().join("repo");
+    let seeder = seed(&dir, &s.tmp.path().join("seeder.conf"));
+    // Rewrite the index: foo gets another file's infohash, bar a wrong sha256.
+    let bytes = std::fs::read(dir.join("core.torrents")).unwrap();
+    let foo = pkgs()[0].filename();
+    let bar = pkgs()[1].filename();
+    let baz = pkgs()[2].filename();
+    let tampered = tamper(&bytes, &foo, &baz, &bar);
+    std::fs::write(dir.join("core.torrents"), tampered).unwrap();
+    s.env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{}\nStallTimeout = 2\n",
+        seeder.port
+    ));
+    let out = run(s.env.pactor(&["-Sy", "--noconfirm", "foo"]));
+    out.assert_ok();
+    assert_eq!(s.env.installed().len(), 2);
+    // bar's entry disagrees with the database: it never went to the swarm.
+    assert_eq!(s.mirror.count(&bar), 1);
+    // foo's infohash names baz's torrent: the swarm delivers baz's bytes, which fail the
+    // database's sha256, and foo comes from the mirror. The cache holds only verified files.
+    assert_eq!(s.mirror.count(&foo), 1);
+    let cached = std::fs::read(s.env.cache_dir().join(&foo)).unwrap();
+    assert_eq!(cached, std::fs::read(dir.join(&foo)).unwrap());
+}
+
+/// Swaps `victim`'s infohash for `donor`'s and corrupts `bad_sha`'s sha256, in bencode.
+fn tamper(index: &[u8], victim: &str, donor: &str, bad_sha: &str) -> Vec<u8> {
+    fn entry_start(index: &[u8], name: &str) -> usize {
+        let needle = format!("4:name{}:{name}", name.len());
+        let at = index
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+            .unwrap();
+        // The entry's infohash comes just before its name: "8:infohash20:<20 bytes>".
+        at - 20
+    }
+    let mut out = index.to_vec();
+    let donor_hash = out[entry_start(index, donor)..entry_start(index, donor) + 20].to_vec();
+    let v = entry_start(index, victim);
+    out[v..v + 20].copy_from_slice(&donor_hash);
+    let needle = format!("4:name{}:{bad_sha}6:sha25632:", bad_sha.len());
+    let at = index
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+        .unwrap()
+        + needle.len();
+    out[at] ^= 0xff;
+    out
+}
+
+#[test]
+fn publish_hashes_only_new_or_changed_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let mut repo = Repo::new(&dir, "core");
+    repo.add(&pkgs());
+    let first = publish(
+        &dir,
+        &[
+            "--tracker",
+            "http://127.0.0.1:1/announce",
+            "--torrent-files",
+        ],
+    );
+    assert!(
+        first.stdout.contains("3 packages: 3 hashed, 0 unchanged"),
+        "{}",
+        first.stdout
+    );
+    let index = std::fs::read(dir.join("core.torrents")).unwrap();
+    let second = publish(
+        &dir,
+        &[
+            "--tracker",
+            "http://127.0.0.1:1/announce",
+            "--torrent-files",
+        ],
+    );
+    assert!(
+        second.stdout.contains("3 packages: 0 hashed, 3 unchanged"),
+        "{}",
+        second.stdout
+    );
+    assert_eq!(
+        std::fs::read(dir.join("core.torrents")).unwrap(),
+        index,
+        "same repo, same bytes"
+    );
+    repo.add(&[Pkg::new("new", "1.0-1")]);
+    let third = publish(
+        &dir,
+        &[
+            "--tracker",
+            "http://127.0.0.1:1/announce",
+            "--torrent-files",
+        ],
+    );
+    assert!(
+        third.stdout.contains("4 packages: 1 hashed, 3 unchanged"),
+        "{}",
+        third.stdout
+    );
+    // The .torrent files are the canonical torrents: aria2c reads the same infohash.
+    let out = run({
+        let mut c = Command::new("aria2c");
+        c.arg("-S")
+            .arg(dir.join(format!("{}.torrent", pkgs()[0].filename())));
+        c
+    });
+    out.assert_ok();
+    assert!(out.stdout.contains("Info Hash: "), "{}", out.stdout);
+}
+
+#[test]
+fn seeding_never_modifies_the_files_and_a_read_only_file_seeds() {
+    let s = swarm_bed();
+    let dir = s.tmp.path().join("repo");
+    let foo = dir.join(pkgs()[0].filename());
+    let mut perms = std::fs::metadata(&foo).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o444);
+    std::fs::set_permissions(&foo, perms).unwrap();
+    let before = (
+        std::fs::read(&foo).unwrap(),
+        std::fs::metadata(&foo).unwrap().modified().unwrap(),
+    );
+    let seeder = seed(&dir, &s.tmp.path().join("seeder.conf"));
+    s.env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{}\nStallTimeout = 10\n",
+        seeder.port
+    ));
+    run(s.env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    assert_eq!(
+        s.mirror.count(&pkgs()[0].filename()),
+        0,
+        "foo came from the read-only seeder"
+    );
+    drop(seeder);
+    let after = (
+        std::fs::read(&foo).unwrap(),
+        std::fs::metadata(&foo).unwrap().modified().unwrap(),
+    );
+    assert!(
+        before == after,
+        "the seeded file's bytes and mtime are unchanged"
+    );
+}
