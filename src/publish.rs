@@ -146,14 +146,10 @@ fn publish_repo(args: &PublishArgs, repo: &str) -> Result<()> {
         }
     }
 
-    // Unchanged files keep their torrent file; write any that is missing (hashing once more).
+    // Unchanged files keep their torrent's info; the trackers around it may have changed.
     if args.torrent_files {
-        for name in files.keys() {
-            let path = args.dir.join(format!("{name}.torrent"));
-            if !path.exists() {
-                let info = Info::from_file(&args.dir.join(name))?;
-                write_atomically(&path, &info.to_torrent_file(&args.tracker))?;
-            }
+        for (name, entry) in &files {
+            refresh_torrent_file(&args.dir, name, entry, &args.tracker)?;
         }
     }
 
@@ -177,6 +173,26 @@ fn publish_repo(args: &PublishArgs, repo: &str) -> Result<()> {
         tally.skipped
     );
     println!(" wrote {}", index_path.display());
+    Ok(())
+}
+
+/// Makes `<name>.torrent` carry the current trackers: the info dict of a valid existing file is
+/// reused (no hashing); a missing or foreign one is made from the package file.
+fn refresh_torrent_file(dir: &Path, name: &str, entry: &Entry, trackers: &[String]) -> Result<()> {
+    let path = dir.join(format!("{name}.torrent"));
+    let current = std::fs::read(&path).ok();
+    let info = current
+        .as_deref()
+        .and_then(crate::torrent::parse_torrent_file)
+        .filter(|info| info.info_hash() == entry.info_hash);
+    let info = match info {
+        Some(info) => info,
+        None => Info::from_file(&dir.join(name))?,
+    };
+    let wanted = info.to_torrent_file(trackers);
+    if current.as_deref() != Some(wanted.as_slice()) {
+        write_atomically(&path, &wanted)?;
+    }
     Ok(())
 }
 

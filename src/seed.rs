@@ -121,7 +121,7 @@ async fn rescan(swarm: &Swarm, dir: &Path, seeded: &mut HashMap<String, Seeded>)
     for name in stale {
         if let Some(s) = seeded.remove(&name) {
             swarm.forget(&s.handle, false).await;
-            println!(" stopped seeding {name}");
+            say(&format!(" stopped seeding {name}"));
         }
     }
     for (name, entry) in wanted {
@@ -160,6 +160,13 @@ async fn rescan(swarm: &Swarm, dir: &Path, seeded: &mut HashMap<String, Seeded>)
             Err(e) => ui::warning(&format!("{name}: could not seed: {e:#}")),
         }
     }
+}
+
+/// A status line; a daemon whose stdout went away (a closed pipe, a stopped journal reader)
+/// keeps seeding rather than dying on the write.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 /// Size and mtime of a regular file (never through a symlink).

@@ -116,6 +116,20 @@ impl Info {
     }
 }
 
+/// The info dictionary of a `.torrent` file, if it is a canonical single-file torrent.
+pub fn parse_torrent_file(bytes: &[u8]) -> Option<Info> {
+    #[derive(Deserialize)]
+    struct TorrentFile {
+        info: Info,
+    }
+    let torrent: TorrentFile = serde_bencode::from_bytes(bytes).ok()?;
+    let info = torrent.info;
+    // Re-encoding must give the same info: no unknown keys, canonical piece count.
+    let canonical = info.piece_length == piece_length(info.length)
+        && info.pieces.len() as u64 == info.length.div_ceil(info.piece_length) * 20;
+    canonical.then_some(info)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +164,14 @@ mod tests {
         let expected_prefix = b"d6:lengthi3e4:name1:x12:piece lengthi32768e6:pieces20:";
         assert_eq!(&bytes[..expected_prefix.len()], expected_prefix);
         assert_eq!(bytes.len(), expected_prefix.len() + 20 + 1);
+    }
+
+    #[test]
+    fn torrent_files_round_trip() {
+        let info = Info::from_reader("x.pkg.tar.zst", 70_000, &vec![1u8; 70_000][..]).unwrap();
+        let file = info.to_torrent_file(&["http://127.0.0.1:1/announce".into()]);
+        assert_eq!(parse_torrent_file(&file), Some(info));
+        assert_eq!(parse_torrent_file(b"garbage"), None);
     }
 
     #[test]

@@ -1,0 +1,343 @@
+//! Swarm tests with a real tracker (Debian's opentracker, whitelist build) and a real foreign
+//! client (aria2c): peers are found through the tracker only. All on 127.0.0.1; DHT, LSD and
+//! peer exchange off everywhere.
+
+mod bed;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bed::*;
+
+/// A child process killed when dropped.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// opentracker on 127.0.0.1, accepting the infohashes of every `.torrent` in `dir`.
+fn tracker(work: &Path, torrents_dir: &Path) -> (Daemon, String) {
+    let chroot = work.join("tracker");
+    std::fs::create_dir_all(&chroot).unwrap();
+    let mut hashes = String::new();
+    for entry in std::fs::read_dir(torrents_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "torrent") {
+            let out = run({
+                let mut c = Command::new("aria2c");
+                c.arg("-S").arg(&path);
+                c
+            });
+            let hash = out
+                .stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("Info Hash: "))
+                .unwrap()
+                .to_owned();
+            hashes.push_str(&hash);
+            hashes.push('\n');
+        }
+    }
+    std::fs::write(chroot.join("access.whitelist"), hashes).unwrap();
+    let port = free_port();
+    let child = Command::new("opentracker")
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-P",
+            &port.to_string(),
+        ])
+        .arg("-d")
+        .arg(&chroot)
+        .args(["-w", "access.whitelist", "-u", "nobody"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("opentracker is installed (scripts/test installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "opentracker did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Daemon(child), format!("http://127.0.0.1:{port}/announce"))
+}
+
+/// `pactor seed --dir DIR`, waiting until it seeds at least `files` files.
+fn seeder(dir: &Path, conf: &Path, upload_rate: Option<&str>, files: usize) -> (Daemon, u16) {
+    let port = free_port();
+    let mut cmd = Command::new(pactor_bin());
+    cmd.args(["seed", "--dir"]).arg(dir).args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--rescan",
+        "1",
+    ]);
+    if let Some(rate) = upload_rate {
+        cmd.args(["--upload-rate", rate]);
+    }
+    let mut child = cmd
+        .env("PACTOR_CONF", conf)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("seeder started");
+        let seeded = line
+            .strip_prefix(":: seeding ")
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        if seeded.is_some_and(|n| n >= files) {
+            break;
+        }
+    }
+    (Daemon(child), port)
+}
+
+struct Bed {
+    tmp: tempfile::TempDir,
+    dir: PathBuf,
+    repo: Repo,
+    mirror: Mirror,
+    env: TestEnv,
+    announce: String,
+    _tracker: Daemon,
+}
+
+fn publish(dir: &Path, announce: &str) {
+    let mut cmd = Command::new(pactor_bin());
+    cmd.arg("publish")
+        .arg(dir)
+        .args(["--tracker", announce, "--torrent-files"]);
+    run(cmd).assert_ok();
+}
+
+/// A repo published with `--torrent-files`, a tracker that knows its torrents, a mirror.
+fn tracker_bed(pkgs: &[Pkg]) -> Bed {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let mut repo = Repo::new(&dir, "core");
+    repo.add(pkgs);
+    // The tracker's whitelist needs the infohashes, the index needs the tracker's URL: publish
+    // once to learn the hashes, then again with the real announce URL (no rehashing).
+    publish(&dir, "http://127.0.0.1:1/announce");
+    let (tracker, announce) = tracker(tmp.path(), &dir);
+    publish(&dir, &announce);
+    let mirror = Mirror::start(&dir);
+    let env = TestEnv::builder().repo("core", &[mirror.url()]).build();
+    std::fs::write(tmp.path().join("empty.conf"), "").unwrap();
+    Bed {
+        tmp,
+        dir,
+        repo,
+        mirror,
+        env,
+        announce,
+        _tracker: tracker,
+    }
+}
+
+fn size(repo: &Repo, pkg: &Pkg) -> u64 {
+    std::fs::metadata(repo.path(pkg)).unwrap().len()
+}
+
+#[test]
+fn two_seeders_and_a_tracker_serve_an_upgrade() {
+    let v1 = [
+        Pkg::new("foo", "1.0-1").depends("bar").payload(2_000_000),
+        Pkg::new("bar", "1.0-1").payload(1_000_000),
+    ];
+    let mut b = tracker_bed(&v1);
+    let conf = b.tmp.path().join("empty.conf");
+    let (_s1, _) = seeder(&b.dir, &conf, None, 2);
+    let (_s2, _) = seeder(&b.dir, &conf, None, 2);
+    b.env.write_pactor_conf("[options]\nStallTimeout = 10\n");
+    run(b.env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+
+    // A new release: published, picked up by the running seeders, fetched by -Syu.
+    let v2 = [
+        Pkg::new("foo", "1.1-1").depends("bar").payload(2_000_000),
+        Pkg::new("bar", "1.1-1").payload(1_000_000),
+    ];
+    b.repo.add(&v2);
+    publish(&b.dir, &b.announce);
+    // opentracker reads its whitelist at start: a new one for the new release, then the index
+    // is republished naming it (no rehashing), and a seeder that knows it serves the release.
+    let (new_tracker, announce) = tracker(b.tmp.path(), &b.dir);
+    drop(std::mem::replace(&mut b._tracker, new_tracker));
+    publish(&b.dir, &announce);
+    let (_s3, _) = seeder(&b.dir, &conf, None, 2);
+    b.mirror.clear_log();
+    let out = run(b.env.pactor(&["-Syu", "--noconfirm"]));
+    out.assert_ok();
+    let installed: Vec<String> = b
+        .env
+        .installed()
+        .into_iter()
+        .map(|(n, v)| format!("{n}-{v}"))
+        .collect();
+    assert_eq!(installed, ["bar-1.1-1", "foo-1.1-1"]);
+    let total = size(&b.repo, &v2[0]) + size(&b.repo, &v2[1]);
+    assert!(
+        b.mirror.package_bytes() * 20 <= total,
+        "mirror: {} of {total}\n{}",
+        b.mirror.package_bytes(),
+        out.stdout
+    );
+}
+
+#[test]
+fn a_seeder_killed_mid_transfer_is_replaced_by_the_other_then_by_the_mirror() {
+    let pkgs = [Pkg::new("big", "1.0-1").payload(4_000_000)];
+    let b = tracker_bed(&pkgs);
+    let conf = b.tmp.path().join("empty.conf");
+    // Slow seeders, so the transfer is still running when one dies.
+    let (s1, _) = seeder(&b.dir, &conf, Some("256K"), 1);
+    let (_s2, _) = seeder(&b.dir, &conf, Some("256K"), 1);
+    b.env.write_pactor_conf("[options]\nStallTimeout = 3\n");
+    let child = b
+        .env
+        .pactor(&["-Sy", "--noconfirm", "big"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    drop(s1);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.env.installed().len(), 1);
+    assert_eq!(
+        b.mirror.package_bytes(),
+        0,
+        "the other seeder finished the file"
+    );
+
+    // Now every peer goes away mid-file: the mirror finishes it within StallTimeout + transfer.
+    let env = TestEnv::builder().repo("core", &[b.mirror.url()]).build();
+    env.write_pactor_conf("[options]\nStallTimeout = 2\n");
+    let (s3, _) = seeder(&b.dir, &conf, Some("256K"), 1);
+    let started = Instant::now();
+    let child = env
+        .pactor(&["-Sy", "--noconfirm", "big"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    drop(s3);
+    drop(_s2);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(env.installed().len(), 1);
+    assert!(b.mirror.package_bytes() > 0);
+}
+
+#[test]
+fn aria2c_seeds_for_pactor_and_pactor_seeds_for_aria2c() {
+    let pkgs = [Pkg::new("foo", "1.0-1").payload(1_500_000)];
+    let b = tracker_bed(&pkgs);
+    let name = pkgs[0].filename();
+    let torrent = b.dir.join(format!("{name}.torrent"));
+    let aria2 = |args: &[&str]| {
+        let mut c = Command::new("aria2c");
+        c.args([
+            "--enable-dht=false",
+            "--enable-dht6=false",
+            "--bt-enable-lpd=false",
+            "--enable-peer-exchange=false",
+        ])
+        .args([
+            "--console-log-level=warn",
+            "--summary-interval=0",
+            "--bt-tracker-connect-timeout=5",
+        ])
+        .args(args);
+        c
+    };
+
+    // aria2c seeds the --torrent-files output; pactor downloads from it through the tracker.
+    let port = free_port();
+    let seeding = Daemon(
+        aria2(&[
+            "--check-integrity=true",
+            "--seed-ratio=0.0",
+            "--seed-time=600",
+            &format!("--listen-port={port}"),
+        ])
+        .arg(format!("--dir={}", b.dir.display()))
+        .arg(&torrent)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    b.env.write_pactor_conf("[options]\nStallTimeout = 15\n");
+    let out = run(b.env.pactor(&["-Sy", "--noconfirm", "foo"]));
+    out.assert_ok();
+    assert_eq!(
+        b.mirror.package_bytes(),
+        0,
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    drop(seeding);
+
+    // pactor seed serves; aria2c downloads a byte-identical file.
+    let (_seed, _) = seeder(&b.dir, &b.tmp.path().join("empty.conf"), None, 1);
+    let out_dir = b.tmp.path().join("aria2-out");
+    let mut fetch = aria2(&["--seed-time=0", "--bt-stop-timeout=30"]);
+    fetch
+        .arg(format!("--dir={}", out_dir.display()))
+        .arg(&torrent);
+    let out = run(fetch);
+    out.assert_ok();
+    assert_eq!(
+        std::fs::read(out_dir.join(&name)).unwrap(),
+        std::fs::read(b.dir.join(&name)).unwrap()
+    );
+}
