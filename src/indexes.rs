@@ -47,7 +47,9 @@ pub async fn refresh(
                 .map(|u| u.replace("$repo", &repo.name).replace("$arch", arch))
                 .collect()
         };
-        let mut published_nothing = true;
+        // A 404 from any server that works means "no index here"; only errors everywhere
+        // leave the question open.
+        let mut published_nothing = false;
         let mut fetched = None;
         for url in &candidates {
             match http.get_small(url, index::MAX_INDEX_BYTES).await {
@@ -55,11 +57,8 @@ pub async fn refresh(
                     fetched = Some(bytes);
                     break;
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    published_nothing = false;
-                    tracing::info!("{url}: {e}");
-                }
+                Ok(None) => published_nothing = true,
+                Err(e) => tracing::info!("{url}: {e}"),
             }
         }
         match fetched {

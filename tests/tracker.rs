@@ -341,3 +341,39 @@ fn aria2c_seeds_for_pactor_and_pactor_seeds_for_aria2c() {
         std::fs::read(b.dir.join(&name)).unwrap()
     );
 }
+
+#[test]
+fn a_seeder_serving_corrupt_bytes_cannot_put_them_in_the_cache() {
+    let pkgs = [Pkg::new("foo", "1.0-1").payload(1_500_000)];
+    let b = tracker_bed(&pkgs);
+    let name = pkgs[0].filename();
+    // aria2c seeds a corrupted copy without checking it, under the right torrent.
+    let bad_dir = b.tmp.path().join("bad");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    let mut bytes = std::fs::read(b.dir.join(&name)).unwrap();
+    for i in (0..bytes.len()).step_by(4096) {
+        bytes[i] ^= 0xff;
+    }
+    std::fs::write(bad_dir.join(&name), &bytes).unwrap();
+    let port = free_port();
+    let _bad = Daemon(
+        Command::new("aria2c")
+            .args(["--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false", "--enable-peer-exchange=false"])
+            .args(["--check-integrity=false", "--bt-seed-unverified=true", "--seed-ratio=0.0", "--seed-time=600"])
+            .arg(format!("--listen-port={port}"))
+            .arg(format!("--dir={}", bad_dir.display()))
+            .arg(b.dir.join(format!("{name}.torrent")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    b.env.write_pactor_conf("[options]\nStallTimeout = 3\n");
+    let out = run(b.env.pactor(&["-Sy", "--noconfirm", "foo"]));
+    out.assert_ok();
+    assert_eq!(b.env.installed().len(), 1);
+    let cached = std::fs::read(b.env.cache_dir().join(&name)).unwrap();
+    assert!(cached == std::fs::read(b.dir.join(&name)).unwrap(), "the cache holds the database's bytes");
+    assert!(b.mirror.package_bytes() > 0, "the mirror supplied what the bad peer could not");
+}
