@@ -197,13 +197,17 @@ _pactor() {
             return 0
             ;;
         pactor__subcmd__seed)
-            opts="-h --dir --listen --upload-rate --peer-limit --rescan --pactor-conf --help"
+            opts="-h --dir --config --listen --upload-rate --peer-limit --rescan --pactor-conf --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

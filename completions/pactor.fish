@@ -63,13 +63,14 @@ complete -c pactor -n "__fish_pactor_needs_command" -l debug -d 'Display debug m
 complete -c pactor -n "__fish_pactor_needs_command" -l version -d 'Print version information'
 complete -c pactor -n "__fish_pactor_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pactor -n "__fish_pactor_needs_command" -a "publish" -d 'Write <repo>.torrents (the repo\'s torrent index) beside <repo>.db in DIR'
-complete -c pactor -n "__fish_pactor_needs_command" -a "seed" -d 'Seed the package files of a published repo directory to the swarm'
+complete -c pactor -n "__fish_pactor_needs_command" -a "seed" -d 'Seed a published repo directory, or the pacman cache, to the swarm'
 complete -c pactor -n "__fish_pactor_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pactor -n "__fish_pactor_using_subcommand publish" -l tracker -d 'Announce URL of a tracker for the repo\'s swarm (can be used more than once)' -r
 complete -c pactor -n "__fish_pactor_using_subcommand publish" -l peer -d 'A peer that seeds the repo, as HOST:PORT (a hint; can be used more than once)' -r
 complete -c pactor -n "__fish_pactor_using_subcommand publish" -l torrent-files -d 'Also write <pkg>.torrent beside each package, for ordinary BitTorrent clients'
 complete -c pactor -n "__fish_pactor_using_subcommand publish" -s h -l help -d 'Print help'
-complete -c pactor -n "__fish_pactor_using_subcommand seed" -l dir -d 'A published repo directory (with <repo>.torrents from `pactor publish`)' -r -F
+complete -c pactor -n "__fish_pactor_using_subcommand seed" -l dir -d 'A published repo directory (with <repo>.torrents from `pactor publish`); without it, the pacman cache is seeded: only files whose sha256 matches a sync database entry' -r -F
+complete -c pactor -n "__fish_pactor_using_subcommand seed" -l config -d 'The pacman configuration whose cache and databases are used without --dir' -r -F
 complete -c pactor -n "__fish_pactor_using_subcommand seed" -l listen -d 'Address for incoming peers [default: 0.0.0.0:<ListenPort from pactor.conf, else 6881>]' -r
 complete -c pactor -n "__fish_pactor_using_subcommand seed" -l upload-rate -d 'Upload limit in bytes per second (K, M, G suffixes) [default: MaxUploadRate]' -r
 complete -c pactor -n "__fish_pactor_using_subcommand seed" -l peer-limit -d 'Most peers per torrent' -r
@@ -77,5 +78,5 @@ complete -c pactor -n "__fish_pactor_using_subcommand seed" -l rescan -d 'Second
 complete -c pactor -n "__fish_pactor_using_subcommand seed" -l pactor-conf -d 'pactor\'s own settings (INI, like pacman.conf)' -r -F
 complete -c pactor -n "__fish_pactor_using_subcommand seed" -s h -l help -d 'Print help'
 complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed help" -f -a "publish" -d 'Write <repo>.torrents (the repo\'s torrent index) beside <repo>.db in DIR'
-complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed help" -f -a "seed" -d 'Seed the package files of a published repo directory to the swarm'
+complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed help" -f -a "seed" -d 'Seed a published repo directory, or the pacman cache, to the swarm'
 complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -78,15 +78,19 @@ pub struct Cli {
 pub enum Tool {
     /// Write <repo>.torrents (the repo's torrent index) beside <repo>.db in DIR
     Publish(PublishArgs),
-    /// Seed the package files of a published repo directory to the swarm
+    /// Seed a published repo directory, or the pacman cache, to the swarm
     Seed(SeedArgs),
 }
 
 #[derive(Debug, clap::Args)]
 pub struct SeedArgs {
-    /// A published repo directory (with <repo>.torrents from `pactor publish`)
+    /// A published repo directory (with <repo>.torrents from `pactor publish`); without it,
+    /// the pacman cache is seeded: only files whose sha256 matches a sync database entry
     #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
+    pub dir: Option<PathBuf>,
+    /// The pacman configuration whose cache and databases are used without --dir
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// Address for incoming peers [default: 0.0.0.0:<ListenPort from pactor.conf, else 6881>]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,

@@ -15,18 +15,25 @@ pub struct PacmanConfig {
 }
 
 impl PacmanConfig {
-    pub fn load(args: &SyncArgs) -> Result<PacmanConfig> {
+    /// pacman.conf as `pacman-conf` resolves it (Includes, `--root`).
+    pub fn read(config: Option<&Path>, root: Option<&Path>) -> Result<PacmanConfig> {
         let mut options = Config::options();
-        if let Some(config) = &args.config {
+        if let Some(config) = config {
             options.pacman_conf(config.to_string_lossy());
         }
-        if let Some(root) = &args.root {
+        if let Some(root) = root {
             options.root_dir(root.to_string_lossy());
         }
-        let mut conf = options.read().map_err(|e| {
+        let conf = options.read().map_err(|e| {
             anyhow::anyhow!("{}", e.to_string().trim_end())
                 .context("failed to read pacman.conf through pacman-conf")
         })?;
+        Ok(PacmanConfig { conf })
+    }
+
+    /// pacman.conf with the sync command line's overrides applied.
+    pub fn load(args: &SyncArgs) -> Result<PacmanConfig> {
+        let mut conf = Self::read(args.config.as_deref(), args.root.as_deref())?.conf;
         let path = |p: &PathBuf| p.to_string_lossy().into_owned();
         if let Some(dbpath) = &args.dbpath {
             conf.db_path = path(dbpath);

@@ -280,7 +280,7 @@ fn hash_all(dir: &Path, files: &[&DbFile]) -> Vec<Hashed> {
         .collect()
 }
 
-fn hash_file(path: &Path) -> std::io::Result<(Info, [u8; 32])> {
+pub fn hash_file(path: &Path) -> std::io::Result<(Info, [u8; 32])> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())

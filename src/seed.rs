@@ -1,6 +1,8 @@
-//! `pactor seed --dir DIR`: a long-running seeder for a mirror or seedbox directory. It seeds
-//! every file listed in DIR's `<repo>.torrents` whose bytes give the listed infohash, read-only,
-//! and rescans DIR so new releases are picked up and removed files dropped without a restart.
+//! `pactor seed`: a long-running seeder. With `--dir` it serves a mirror or seedbox directory:
+//! every file listed in its `<repo>.torrents` whose bytes give the listed infohash. Without it
+//! it serves the local pacman cache: only files whose sha256 matches an entry of the current
+//! sync databases, never another file of the cache, never through a symlink. Either way files
+//! are read-only to it, and it rescans so new and removed files are picked up without a restart.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,17 +13,41 @@ use anyhow::{Context, Result};
 
 use crate::cli::SeedArgs;
 use crate::config::{self, Settings};
+use crate::handle::PacmanConfig;
 use crate::index::Index;
 use crate::interrupt::Interrupt;
 use crate::swarm::{Handle, Swarm, SwarmConfig};
-use crate::torrent::Info;
+use crate::torrent::InfoHash;
 use crate::ui;
 
-/// A seeded file, remembered by what would show it changed.
+/// What is seeded: a published directory or the pacman cache.
+enum Catalog {
+    Dir(PathBuf),
+    Cache(Box<PacmanConfig>),
+}
+
+/// How a file's bytes are proven right before they are offered to anyone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Proof {
+    /// The published infohash (a repo directory).
+    InfoHash(InfoHash),
+    /// The sync database's sha256 (the pacman cache).
+    Sha256([u8; 32]),
+}
+
+/// A file that may be seeded, if its bytes pass the proof.
+struct Wanted {
+    dir: PathBuf,
+    size: u64,
+    proof: Proof,
+}
+
+/// A file's identity on disk: a change means it must be proven again.
+type Stamp = (u64, SystemTime);
+
 struct Seeded {
     handle: Handle,
-    size: u64,
-    mtime: SystemTime,
+    stamp: Stamp,
 }
 
 pub fn run(args: &SeedArgs) -> Result<()> {
@@ -29,6 +55,10 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         &args.pactor_conf,
         args.pactor_conf == Path::new("/etc/pactor.conf"),
     )?;
+    let catalog = match &args.dir {
+        Some(dir) => Catalog::Dir(dir.clone()),
+        None => Catalog::Cache(Box::new(PacmanConfig::read(args.config.as_deref(), None)?)),
+    };
     let upload_bps = match &args.upload_rate {
         Some(rate) => Some(config::rate(rate).map_err(|e| anyhow::anyhow!("--upload-rate: {e}"))?),
         None => settings.max_upload_rate,
@@ -42,8 +72,10 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         SocketAddr::from(([0, 0, 0, 0], port))
     });
     let mut trackers = settings.trackers.clone();
-    for (_, index) in read_indexes(&args.dir) {
-        trackers.extend(index.trackers);
+    if let Catalog::Dir(dir) = &catalog {
+        for index in read_indexes(dir) {
+            trackers.extend(index.trackers);
+        }
     }
     trackers.sort();
     trackers.dedup();
@@ -56,18 +88,25 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         download_bps: None,
         peer_limit: args.peer_limit,
     };
+    let label = match &catalog {
+        Catalog::Dir(dir) => dir.display().to_string(),
+        Catalog::Cache(pacman) => pacman.conf.cache_dir.join(", "),
+    };
     let runtime = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
     runtime.block_on(async {
         let interrupt = Interrupt::listen()?;
-        let swarm = Swarm::start(&config, &args.dir).await?;
+        let swarm = Swarm::start(&config, &std::env::temp_dir()).await?;
         let mut seeded: HashMap<String, Seeded> = HashMap::new();
+        let mut rejected: HashMap<PathBuf, Stamp> = HashMap::new();
         loop {
-            rescan(&swarm, &args.dir, &mut seeded).await;
-            println!(
-                ":: seeding {} files from {} on {listen}",
-                seeded.len(),
-                args.dir.display()
-            );
+            match wanted(&catalog) {
+                Ok(wanted) => rescan(&swarm, wanted, &mut seeded, &mut rejected).await,
+                Err(e) => ui::warning(&format!("{e:#}")),
+            }
+            say(&format!(
+                ":: seeding {} files from {label} on {listen}",
+                seeded.len()
+            ));
             tokio::select! {
                 _ = interrupt.wait() => break,
                 _ = tokio::time::sleep(Duration::from_secs(args.rescan.max(1))) => {}
@@ -78,8 +117,64 @@ pub fn run(args: &SeedArgs) -> Result<()> {
     })
 }
 
+/// The files the catalog allows, by name.
+fn wanted(catalog: &Catalog) -> Result<HashMap<String, Wanted>> {
+    let mut out = HashMap::new();
+    match catalog {
+        Catalog::Dir(dir) => {
+            for index in read_indexes(dir) {
+                for (name, entry) in index.files {
+                    let proof = Proof::InfoHash(entry.info_hash);
+                    out.insert(
+                        name,
+                        Wanted {
+                            dir: dir.clone(),
+                            size: entry.size,
+                            proof,
+                        },
+                    );
+                }
+            }
+        }
+        Catalog::Cache(pacman) => {
+            // The sync databases as they are now: after an -Syu they list new files.
+            let alpm = pacman.alpm()?;
+            let mut listed: HashMap<String, (u64, [u8; 32])> = HashMap::new();
+            for db in alpm.syncdbs() {
+                for pkg in db.pkgs() {
+                    let sha = pkg.sha256sum().and_then(|h| {
+                        let mut out = [0u8; 32];
+                        hex::decode_to_slice(h, &mut out).ok().map(|_| out)
+                    });
+                    if let (Some(name), Some(sha), Ok(size)) =
+                        (pkg.filename(), sha, u64::try_from(pkg.size()))
+                    {
+                        listed.insert(name.to_owned(), (size, sha));
+                    }
+                }
+            }
+            for dir in pacman.cache_dirs() {
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if let Some(&(size, sha)) = listed.get(&name) {
+                        out.entry(name).or_insert(Wanted {
+                            dir: dir.clone(),
+                            size,
+                            proof: Proof::Sha256(sha),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Every `<repo>.torrents` in `dir` that parses; the bad ones are reported and skipped.
-fn read_indexes(dir: &Path) -> Vec<(PathBuf, Index)> {
+fn read_indexes(dir: &Path) -> Vec<Index> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -89,15 +184,15 @@ fn read_indexes(dir: &Path) -> Vec<(PathBuf, Index)> {
         if path.extension().and_then(|e| e.to_str()) != Some("torrents") {
             continue;
         }
-        match std::fs::read(&path)
+        let parsed = std::fs::read(&path)
             .map_err(|e| e.to_string())
-            .and_then(|b| Index::parse(&b).map_err(|e| e.to_string()))
-        {
+            .and_then(|b| Index::parse(&b).map_err(|e| e.to_string()));
+        match parsed {
             Ok((index, warnings)) => {
                 for w in warnings {
                     ui::warning(&format!("{}: {w}", path.display()));
                 }
-                out.push((path, index));
+                out.push(index);
             }
             Err(e) => ui::warning(&format!("{}: {e}", path.display())),
         }
@@ -105,16 +200,17 @@ fn read_indexes(dir: &Path) -> Vec<(PathBuf, Index)> {
     out
 }
 
-async fn rescan(swarm: &Swarm, dir: &Path, seeded: &mut HashMap<String, Seeded>) {
-    let mut wanted = HashMap::new();
-    for (_, index) in read_indexes(dir) {
-        wanted.extend(index.files);
-    }
-    // Drop what is gone or changed on disk.
+async fn rescan(
+    swarm: &Swarm,
+    wanted: HashMap<String, Wanted>,
+    seeded: &mut HashMap<String, Seeded>,
+    rejected: &mut HashMap<PathBuf, Stamp>,
+) {
+    // Drop what is gone, no longer wanted, or changed on disk.
     let stale: Vec<String> = seeded
         .iter()
         .filter(|(name, s)| {
-            !wanted.contains_key(*name) || file_state(&dir.join(name)) != Some((s.size, s.mtime))
+            wanted.get(*name).and_then(|w| stamp(&w.dir.join(name))) != Some(s.stamp)
         })
         .map(|(name, _)| name.clone())
         .collect();
@@ -124,38 +220,40 @@ async fn rescan(swarm: &Swarm, dir: &Path, seeded: &mut HashMap<String, Seeded>)
             say(&format!(" stopped seeding {name}"));
         }
     }
-    for (name, entry) in wanted {
+    for (name, want) in wanted {
         if seeded.contains_key(&name) {
             continue;
         }
-        let path = dir.join(&name);
-        let Some((size, mtime)) = file_state(&path).filter(|(size, _)| *size == entry.size) else {
+        let path = want.dir.join(&name);
+        // Regular files only (a symlink is never followed), of the listed size, not already
+        // found wrong in the same state.
+        let Some(stamp) = stamp(&path).filter(|(size, _)| *size == want.size) else {
             continue;
         };
-        let info = match tokio::task::spawn_blocking(move || Info::from_file(&path)).await {
-            Ok(Ok(info)) => info,
-            Ok(Err(e)) => {
-                ui::warning(&format!("{name}: {e}"));
-                continue;
-            }
-            Err(_) => continue,
-        };
-        if info.info_hash() != entry.info_hash {
-            ui::warning(&format!(
-                "{name}: its bytes do not give the published infohash; not seeding it"
-            ));
+        if rejected.get(&path) == Some(&stamp) {
             continue;
         }
-        match swarm.seed(&info, dir).await {
+        let hashed = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || crate::publish::hash_file(&path)).await
+        };
+        let Ok(Ok((info, sha256))) = hashed else {
+            continue;
+        };
+        let proven = match want.proof {
+            Proof::InfoHash(hash) => info.info_hash() == hash,
+            Proof::Sha256(hash) => sha256 == hash,
+        };
+        if !proven {
+            ui::warning(&format!(
+                "{name}: its bytes are not the listed ones; not seeding it"
+            ));
+            rejected.insert(path, stamp);
+            continue;
+        }
+        match swarm.seed(&info, &want.dir).await {
             Ok(handle) => {
-                seeded.insert(
-                    name,
-                    Seeded {
-                        handle,
-                        size,
-                        mtime,
-                    },
-                );
+                seeded.insert(name, Seeded { handle, stamp });
             }
             Err(e) => ui::warning(&format!("{name}: could not seed: {e:#}")),
         }
@@ -170,7 +268,7 @@ fn say(line: &str) {
 }
 
 /// Size and mtime of a regular file (never through a symlink).
-fn file_state(path: &Path) -> Option<(u64, SystemTime)> {
+fn stamp(path: &Path) -> Option<Stamp> {
     let meta = std::fs::symlink_metadata(path).ok()?;
     if !meta.file_type().is_file() {
         return None;

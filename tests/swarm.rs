@@ -312,3 +312,53 @@ fn seeding_never_modifies_the_files_and_a_read_only_file_seeds() {
         "the seeded file's bytes and mtime are unchanged"
     );
 }
+
+#[test]
+fn the_pacman_cache_seeds_only_files_the_databases_vouch_for() {
+    let s = swarm_bed();
+    // Machine A installs over HTTP; its cache now holds foo and bar.
+    let a = TestEnv::builder().repo("core", &[s.mirror.url()]).build();
+    run(a.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    // Things a seeder must never offer: a symlink under a listed package's name (here even
+    // pointing at the right bytes), a partial download, a file no database lists.
+    let baz = pkgs()[2].filename();
+    std::os::unix::fs::symlink(
+        s.tmp.path().join("repo").join(&baz),
+        a.cache_dir().join(&baz),
+    )
+    .unwrap();
+    std::fs::write(
+        a.cache_dir().join("qux-1.0-1-x86_64.pkg.tar.zst.part"),
+        b"partial",
+    )
+    .unwrap();
+    std::fs::write(a.cache_dir().join("private.pkg.tar.zst"), b"secret").unwrap();
+
+    let port = free_port();
+    let mut child = Command::new(pactor_bin())
+        .args(["seed", "--config"])
+        .arg(a.conf())
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--rescan", "1"])
+        .env("PACTOR_CONF", a.pactor_conf_path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let _guard = Seeder { child, port };
+    assert!(first.starts_with(":: seeding 2 files from "), "{first}");
+
+    // Machine B gets foo and bar from A's cache, baz (only symlinked there) from the mirror.
+    s.env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{port}\nStallTimeout = 2\n"
+    ));
+    s.mirror.clear_log();
+    run(s.env.pactor(&["-Sy", "--noconfirm", "foo", "baz"])).assert_ok();
+    assert_eq!(s.mirror.count(&pkgs()[0].filename()), 0);
+    assert_eq!(s.mirror.count(&pkgs()[1].filename()), 0);
+    assert_eq!(
+        s.mirror.count(&baz),
+        1,
+        "the symlinked file was not offered"
+    );
+}

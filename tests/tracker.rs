@@ -358,8 +358,18 @@ fn a_seeder_serving_corrupt_bytes_cannot_put_them_in_the_cache() {
     let port = free_port();
     let _bad = Daemon(
         Command::new("aria2c")
-            .args(["--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false", "--enable-peer-exchange=false"])
-            .args(["--check-integrity=false", "--bt-seed-unverified=true", "--seed-ratio=0.0", "--seed-time=600"])
+            .args([
+                "--enable-dht=false",
+                "--enable-dht6=false",
+                "--bt-enable-lpd=false",
+                "--enable-peer-exchange=false",
+            ])
+            .args([
+                "--check-integrity=false",
+                "--bt-seed-unverified=true",
+                "--seed-ratio=0.0",
+                "--seed-time=600",
+            ])
             .arg(format!("--listen-port={port}"))
             .arg(format!("--dir={}", bad_dir.display()))
             .arg(b.dir.join(format!("{name}.torrent")))
@@ -374,6 +384,12 @@ fn a_seeder_serving_corrupt_bytes_cannot_put_them_in_the_cache() {
     out.assert_ok();
     assert_eq!(b.env.installed().len(), 1);
     let cached = std::fs::read(b.env.cache_dir().join(&name)).unwrap();
-    assert!(cached == std::fs::read(b.dir.join(&name)).unwrap(), "the cache holds the database's bytes");
-    assert!(b.mirror.package_bytes() > 0, "the mirror supplied what the bad peer could not");
+    assert!(
+        cached == std::fs::read(b.dir.join(&name)).unwrap(),
+        "the cache holds the database's bytes"
+    );
+    assert!(
+        b.mirror.package_bytes() > 0,
+        "the mirror supplied what the bad peer could not"
+    );
 }
