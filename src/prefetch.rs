@@ -207,6 +207,7 @@ impl Prefetch {
     ) -> Result<Took, String> {
         let bar = progress.start(&file.filename, file.size);
         if let (Some(swarm), Some(entry)) = (swarm, self.swarm_entry(file)) {
+            bar.source("peers");
             match self
                 .fetch_from_swarm(swarm, file, entry, staging, &bar, peers)
                 .await
@@ -224,6 +225,7 @@ impl Prefetch {
                 )),
             }
         }
+        bar.source("mirror");
         let mirrors = self.fetch_package(file, staging, &bar, progress).await?;
         Ok(Took { peers: 0, mirrors })
     }

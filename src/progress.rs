@@ -56,7 +56,7 @@ impl DownloadProgress {
         let bar = count.insert_from_back(
             1,
             ProgressBar::new(size).with_style(style(
-                " {prefix:<29!} {bytes:>10} {binary_bytes_per_sec:>12} {eta:>5} [{bar:30}] {percent:>3}%",
+                " {prefix:<29!} {msg:<6} {bytes:>10} {binary_bytes_per_sec:>12} {eta:>5} [{bar:30}] {percent:>3}%",
             )),
         );
         bar.set_prefix(display.to_owned());
@@ -99,6 +99,13 @@ impl FileProgress {
         }
         if let Some(total) = &self.total {
             total.inc(bytes);
+        }
+    }
+
+    /// Where the bytes come from now ("peers" or "mirror"), shown on the file's bar.
+    pub fn source(&self, source: &'static str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(source);
         }
     }
 

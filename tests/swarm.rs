@@ -350,7 +350,7 @@ fn the_pacman_cache_seeds_only_files_the_databases_vouch_for() {
 
     // Machine B gets foo and bar from A's cache, baz (only symlinked there) from the mirror.
     s.env.write_pactor_conf(&format!(
-        "[options]\nPeer = 127.0.0.1:{port}\nStallTimeout = 2\n"
+        "[options]\nPeer = 127.0.0.1:{port}\nStallTimeout = 5\n"
     ));
     s.mirror.clear_log();
     run(s.env.pactor(&["-Sy", "--noconfirm", "foo", "baz"])).assert_ok();
@@ -360,5 +360,58 @@ fn the_pacman_cache_seeds_only_files_the_databases_vouch_for() {
         s.mirror.count(&baz),
         1,
         "the symlinked file was not offered"
+    );
+}
+
+#[test]
+fn a_running_seeder_picks_up_new_releases_and_drops_removed_files() {
+    let mut s = swarm_bed();
+    let dir = s.tmp.path().join("repo");
+    let port = free_port();
+    let mut child = Command::new(pactor_bin())
+        .args(["seed", "--dir"])
+        .arg(&dir)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--rescan", "1"])
+        .env("PACTOR_CONF", s.tmp.path().join("seeder.conf"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let _guard = Seeder { child, port };
+    let wait_for = |wanted: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect(wanted);
+            if line.contains(wanted) {
+                return;
+            }
+        }
+    };
+    wait_for(":: seeding 3 files");
+    // A new foo replaces the old one in the database; publish; the seeder follows.
+    s.repo
+        .add(&[Pkg::new("foo", "1.1-1").depends("bar").payload(3_000_000)]);
+    publish(&dir, &[]);
+    wait_for(" stopped seeding foo-1.0-1-x86_64.pkg.tar.zst");
+    wait_for(":: seeding 3 files");
+    s.env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{port}\nStallTimeout = 5\n"
+    ));
+    run(s.env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    assert_eq!(
+        s.mirror.count("foo-1.1-1-x86_64.pkg.tar.zst"),
+        0,
+        "the new release came from the seeder"
     );
 }
