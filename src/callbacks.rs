@@ -86,21 +86,11 @@ fn answer(question: AnyQuestion) {
                 providers.len(),
                 q.depend()
             ));
-            let mut last_db = String::new();
-            let mut line = String::new();
-            for (i, pkg) in providers.iter().enumerate() {
-                let db = pkg.db().map(|d| d.name()).unwrap_or_default().to_owned();
-                if db != last_db {
-                    if !line.is_empty() {
-                        println!("{line}");
-                        line.clear();
-                    }
-                    ui::section(&format!("Repository {db}"));
-                    last_db = db;
-                }
-                line.push_str(&format!("   {}) {}", i + 1, pkg.name()));
-            }
-            println!("{line}\n");
+            let items: Vec<(&str, &str)> = providers
+                .iter()
+                .map(|p| (p.db().map(|d| d.name()).unwrap_or_default(), p.name()))
+                .collect();
+            ui::numbered_by_repo(&items);
             let choice = ui::select_number("Enter a number (default=1): ", providers.len());
             q.set_index(choice.unwrap_or(0) as i32);
         }

@@ -103,14 +103,8 @@ pub struct SeedArgs {
     /// Seconds between rescans of DIR for new and removed files
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub rescan: u64,
-    /// pactor's own settings (INI, like pacman.conf)
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "PACTOR_CONF",
-        default_value = "/etc/pactor.conf"
-    )]
-    pub pactor_conf: PathBuf,
+    #[command(flatten)]
+    pub pactor_conf: PactorConf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -219,14 +213,8 @@ pub struct SyncArgs {
     /// Display debug messages (pactor's tracing output and alpm's debug log)
     #[arg(long)]
     pub debug: bool,
-    /// pactor's own settings (INI, like pacman.conf)
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "PACTOR_CONF",
-        default_value = "/etc/pactor.conf"
-    )]
-    pub pactor_conf: PathBuf,
+    #[command(flatten)]
+    pub pactor_conf: PactorConf,
     /// Generate a man page or shell completion script on stdout (for packagers)
     #[arg(long, value_enum, value_name = "KIND", hide = true)]
     pub generate: Option<Generate>,
@@ -238,10 +226,23 @@ pub struct SyncArgs {
     pub targets: Vec<String>,
 }
 
-impl SyncArgs {
-    /// Whether `--pactor-conf` was given explicitly, so a missing file is an error.
-    pub fn pactor_conf_is_default(&self) -> bool {
-        self.pactor_conf == std::path::Path::new("/etc/pactor.conf")
+/// `--pactor-conf`, shared by every command: pactor's own settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PactorConf {
+    /// pactor's own settings (INI, like pacman.conf)
+    #[arg(long = "pactor-conf", value_name = "PATH", env = "PACTOR_CONF", default_value = DEFAULT_PACTOR_CONF)]
+    pub path: PathBuf,
+}
+
+const DEFAULT_PACTOR_CONF: &str = "/etc/pactor.conf";
+
+impl PactorConf {
+    /// Reads the file; only the default location may be missing.
+    pub fn load(&self) -> Result<crate::config::Settings, crate::config::ConfigError> {
+        crate::config::Settings::load(
+            &self.path,
+            self.path == std::path::Path::new(DEFAULT_PACTOR_CONF),
+        )
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 
 use crate::cli::SeedArgs;
-use crate::config::{self, Settings};
+use crate::config;
 use crate::handle::PacmanConfig;
 use crate::index::Index;
 use crate::interrupt::Interrupt;
@@ -51,10 +51,7 @@ struct Seeded {
 }
 
 pub fn run(args: &SeedArgs) -> Result<()> {
-    let settings = Settings::load(
-        &args.pactor_conf,
-        args.pactor_conf == Path::new("/etc/pactor.conf"),
-    )?;
+    let settings = args.pactor_conf.load()?;
     let catalog = match &args.dir {
         Some(dir) => Catalog::Dir(dir.clone()),
         None => Catalog::Cache(Box::new(PacmanConfig::read(args.config.as_deref(), None)?)),

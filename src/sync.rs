@@ -18,7 +18,7 @@ use crate::{ExitQuietly, callbacks, commit};
 
 pub fn run(args: SyncArgs) -> Result<()> {
     init_tracing(args.debug);
-    let settings = Settings::load(&args.pactor_conf, args.pactor_conf_is_default())?;
+    let settings = args.pactor_conf.load()?;
     let pacman = PacmanConfig::load(&args)?;
     Ui::init(
         args.color,

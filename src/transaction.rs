@@ -186,20 +186,11 @@ fn select_group_members(group: &str, members: &[(&str, &alpm::Package)]) -> Vec<
         "There are {} members in group {group}:",
         members.len()
     ));
-    let mut last_repo = "";
-    let mut line = String::new();
-    for (i, (repo, pkg)) in members.iter().enumerate() {
-        if *repo != last_repo {
-            if !line.is_empty() {
-                println!("{line}");
-                line.clear();
-            }
-            ui::section(&format!("Repository {repo}"));
-            last_repo = repo;
-        }
-        line.push_str(&format!("   {}) {}", i + 1, pkg.name()));
-    }
-    println!("{line}\n");
+    let items: Vec<(&str, &str)> = members
+        .iter()
+        .map(|(repo, pkg)| (*repo, pkg.name()))
+        .collect();
+    ui::numbered_by_repo(&items);
     loop {
         use std::io::Write;
         print!("Enter a selection (default=all): ");

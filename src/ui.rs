@@ -57,6 +57,25 @@ pub fn warning(text: &str) {
     eprintln!("{} {}", style("warning:").bold().yellow(), text.trim_end());
 }
 
+/// pacman's numbered choice list, grouped under `:: Repository NAME` headers:
+/// `   1) a   2) b`. Items are `(repo, name)` in display order.
+pub fn numbered_by_repo(items: &[(&str, &str)]) {
+    let mut last_repo = None;
+    let mut line = String::new();
+    for (i, (repo, name)) in items.iter().enumerate() {
+        if last_repo != Some(*repo) {
+            if !line.is_empty() {
+                println!("{line}");
+                line.clear();
+            }
+            section(&format!("Repository {repo}"));
+            last_repo = Some(*repo);
+        }
+        line.push_str(&format!("   {}) {name}", i + 1));
+    }
+    println!("{line}\n");
+}
+
 /// Bytes as pacman shows them in summaries: always MiB with two decimals.
 pub fn mib(bytes: i64) -> String {
     format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))

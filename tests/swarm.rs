@@ -4,66 +4,17 @@
 
 mod bed;
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bed::*;
 
-/// A running `pactor seed`, killed when dropped.
-struct Seeder {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Seeder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `pactor seed --dir DIR` and waits until it reports its files live.
-fn seed(dir: &Path, conf: &Path) -> Seeder {
-    let port = free_port();
-    let mut child = Command::new(pactor_bin())
-        .args(["seed", "--dir"])
-        .arg(dir)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--rescan", "1"])
-        .env("PACTOR_CONF", conf)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("seeder started");
-        if line.starts_with(":: seeding") && !line.starts_with(":: seeding 0 ") {
-            break;
-        }
-    }
-    Seeder { child, port }
+/// `pactor seed --dir DIR`, once it reports its files live.
+fn seed(dir: &Path, conf: &Path) -> SeedProcess {
+    let seeder = SeedProcess::dir(dir, conf);
+    seeder.wait_for(|line| line.starts_with(":: seeding") && !line.starts_with(":: seeding 0 "));
+    seeder
 }
 
 struct Swarm {
@@ -334,19 +285,13 @@ fn the_pacman_cache_seeds_only_files_the_databases_vouch_for() {
     .unwrap();
     std::fs::write(a.cache_dir().join("private.pkg.tar.zst"), b"secret").unwrap();
 
-    let port = free_port();
-    let mut child = Command::new(pactor_bin())
-        .args(["seed", "--config"])
-        .arg(a.conf())
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--rescan", "1"])
-        .env("PACTOR_CONF", a.pactor_conf_path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let _guard = Seeder { child, port };
+    let seeder = SeedProcess::start(
+        &["--config".as_ref(), a.conf().as_os_str()],
+        &a.pactor_conf_path(),
+    );
+    let first = seeder.wait_for(|line| line.starts_with(":: seeding"));
     assert!(first.starts_with(":: seeding 2 files from "), "{first}");
+    let port = seeder.port;
 
     // Machine B gets foo and bar from A's cache, baz (only symlinked there) from the mirror.
     s.env.write_pactor_conf(&format!(
@@ -367,37 +312,9 @@ fn the_pacman_cache_seeds_only_files_the_databases_vouch_for() {
 fn a_running_seeder_picks_up_new_releases_and_drops_removed_files() {
     let mut s = swarm_bed();
     let dir = s.tmp.path().join("repo");
-    let port = free_port();
-    let mut child = Command::new(pactor_bin())
-        .args(["seed", "--dir"])
-        .arg(&dir)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--rescan", "1"])
-        .env("PACTOR_CONF", s.tmp.path().join("seeder.conf"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let _guard = Seeder { child, port };
-    let wait_for = |wanted: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect(wanted);
-            if line.contains(wanted) {
-                return;
-            }
-        }
-    };
+    let seeder = SeedProcess::dir(&dir, &s.tmp.path().join("seeder.conf"));
+    let port = seeder.port;
+    let wait_for = |wanted: &str| seeder.wait_for(|line| line.contains(wanted));
     wait_for(":: seeding 3 files");
     // A new foo replaces the old one in the database; publish; the seeder follows.
     s.repo

@@ -4,7 +4,6 @@
 
 mod bed;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,14 +18,6 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// opentracker on 127.0.0.1, accepting the infohashes of every `.torrent` in `dir`.
@@ -78,49 +69,19 @@ fn tracker(work: &Path, torrents_dir: &Path) -> (Daemon, String) {
     (Daemon(child), format!("http://127.0.0.1:{port}/announce"))
 }
 
-/// `pactor seed --dir DIR`, waiting until it seeds at least `files` files.
-fn seeder(dir: &Path, conf: &Path, upload_rate: Option<&str>, files: usize) -> (Daemon, u16) {
-    let port = free_port();
-    let mut cmd = Command::new(pactor_bin());
-    cmd.args(["seed", "--dir"]).arg(dir).args([
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--rescan",
-        "1",
-    ]);
+/// `pactor seed --dir DIR [--upload-rate R]`, once it seeds at least `files` files.
+fn seeder(dir: &Path, conf: &Path, upload_rate: Option<&str>, files: usize) -> (SeedProcess, u16) {
+    let mut args = vec!["--dir".as_ref(), dir.as_os_str()];
     if let Some(rate) = upload_rate {
-        cmd.args(["--upload-rate", rate]);
+        args.extend([
+            std::ffi::OsStr::new("--upload-rate"),
+            std::ffi::OsStr::new(rate),
+        ]);
     }
-    let mut child = cmd
-        .env("PACTOR_CONF", conf)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("seeder started");
-        let seeded = line
-            .strip_prefix(":: seeding ")
-            .and_then(|r| r.split(' ').next())
-            .and_then(|n| n.parse::<usize>().ok());
-        if seeded.is_some_and(|n| n >= files) {
-            break;
-        }
-    }
-    (Daemon(child), port)
+    let seeder = SeedProcess::start(&args, conf);
+    seeder.wait_seeding(files);
+    let port = seeder.port;
+    (seeder, port)
 }
 
 struct Bed {

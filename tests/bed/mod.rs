@@ -7,8 +7,10 @@ pub mod env;
 pub mod mirror;
 pub mod pkg;
 pub mod repo;
+pub mod seeder;
 
 pub use env::{Output, TestEnv, pactor_bin, run, run_with_stdin};
 pub use mirror::{Fault, Mirror, Request};
 pub use pkg::Pkg;
 pub use repo::{Gpg, Repo};
+pub use seeder::{SeedProcess, free_port};

@@ -1,0 +1,91 @@
+//! `pactor seed` as a test peer: started on a free loopback port, its status lines readable,
+//! killed when dropped.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use super::env::pactor_bin;
+
+pub struct SeedProcess {
+    child: Child,
+    pub port: u16,
+    lines: Receiver<String>,
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl SeedProcess {
+    /// `pactor seed ARGS --listen 127.0.0.1:<free port> --rescan 1`, with `pactor_conf`.
+    pub fn start(args: &[&std::ffi::OsStr], pactor_conf: &Path) -> SeedProcess {
+        let port = free_port();
+        let mut child = Command::new(pactor_bin())
+            .arg("seed")
+            .args(args)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--rescan", "1"])
+            .env("PACTOR_CONF", pactor_conf)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        SeedProcess { child, port, lines }
+    }
+
+    /// Seeds a published directory.
+    pub fn dir(dir: &Path, pactor_conf: &Path) -> SeedProcess {
+        Self::start(&["--dir".as_ref(), dir.as_os_str()], pactor_conf)
+    }
+
+    /// Waits (30 s at most) for a status line that satisfies `wanted`, and returns it.
+    pub fn wait_for(&self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .expect("the seeder printed the awaited line");
+            if wanted(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// Waits until the seeder reports at least `files` files live, and returns the line.
+    pub fn wait_seeding(&self, files: usize) -> String {
+        self.wait_for(|line| {
+            let count = line
+                .strip_prefix(":: seeding ")
+                .and_then(|r| r.split(' ').next());
+            count
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| n >= files)
+        })
+    }
+}
+
+impl Drop for SeedProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
