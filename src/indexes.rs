@@ -83,7 +83,7 @@ pub async fn refresh(
 fn save(dir: &Path, local: &Path, bytes: &[u8], repo: &str) {
     let saved = std::fs::create_dir_all(dir)
         .map_err(anyhow::Error::from)
-        .and_then(|_| crate::publish::write_atomically(local, bytes));
+        .and_then(|_| crate::atomic_write::write(local, bytes));
     if let Err(e) = saved {
         ui::warning(&format!(
             "could not save the torrent index of {repo}: {e:#}"

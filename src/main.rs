@@ -1,5 +1,6 @@
 //! pactor: `pacman -Syu` that prefetches every package before an offline commit.
 
+mod atomic_write;
 mod callbacks;
 mod cli;
 mod commit;

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use alpm::{Alpm, SigLevel};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
-use sha2::{Digest, Sha256};
 
+use crate::atomic_write;
 use crate::cli::PublishArgs;
 use crate::index::{self, Entry, Index};
 use crate::torrent::Info;
@@ -117,7 +117,7 @@ fn publish_repo(args: &PublishArgs, repo: &str) -> Result<()> {
             Ok((info, sha256)) if Some(sha256) == file.sha256 || file.sha256.is_none() => {
                 tally.hashed += 1;
                 if args.torrent_files {
-                    write_atomically(
+                    atomic_write::write(
                         &args.dir.join(format!("{}.torrent", file.name)),
                         &info.to_torrent_file(&args.tracker),
                     )?;
@@ -164,7 +164,7 @@ fn publish_repo(args: &PublishArgs, repo: &str) -> Result<()> {
         peers: args.peer.clone(),
         files,
     };
-    write_atomically(&index_path, &index.to_bytes())?;
+    atomic_write::write(&index_path, &index.to_bytes())?;
     println!(
         " {} packages: {} hashed, {} unchanged, {} skipped",
         index.files.len(),
@@ -191,7 +191,7 @@ fn refresh_torrent_file(dir: &Path, name: &str, entry: &Entry, trackers: &[Strin
     };
     let wanted = info.to_torrent_file(trackers);
     if current.as_deref() != Some(wanted.as_slice()) {
-        write_atomically(&path, &wanted)?;
+        atomic_write::write(&path, &wanted)?;
     }
     Ok(())
 }
@@ -215,10 +215,7 @@ fn read_database(dir: &Path, repo: &str) -> Result<Vec<DbFile>> {
                 Some(DbFile {
                     name: pkg.filename()?.to_owned(),
                     size: u64::try_from(pkg.size()).ok()?,
-                    sha256: pkg.sha256sum().and_then(|h| {
-                        let mut out = [0u8; 32];
-                        hex::decode_to_slice(h, &mut out).ok().map(|_| out)
-                    }),
+                    sha256: crate::transaction::db_sha256(pkg),
                     base64_sig: pkg.base64_sig().map(str::to_owned),
                 })
             })
@@ -265,7 +262,7 @@ fn hash_all(dir: &Path, files: &[&DbFile]) -> Vec<Hashed> {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(file) = files.get(i) else { break };
                     *results[i].lock().expect("no poisoning") =
-                        Some(hash_file(&dir.join(&file.name)));
+                        Some(Info::from_file_with_sha256(&dir.join(&file.name)));
                 }
             });
         }
@@ -278,46 +275,4 @@ fn hash_all(dir: &Path, files: &[&DbFile]) -> Vec<Hashed> {
                 .expect("every file hashed")
         })
         .collect()
-}
-
-pub fn hash_file(path: &Path) -> std::io::Result<(Info, [u8; 32])> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_owned();
-    let file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut reader = Sha256Reader {
-        inner: std::io::BufReader::with_capacity(1 << 20, file),
-        hasher: Sha256::new(),
-    };
-    let info = Info::from_reader(&name, len, &mut reader)?;
-    Ok((info, reader.hasher.finalize().into()))
-}
-
-/// Passes bytes through while hashing them, so one read yields both digests.
-struct Sha256Reader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: std::io::Read> std::io::Read for Sha256Reader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Writes `path` through a temporary file and a rename: readers see the old or the new file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("bad file name")?;
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("could not write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("could not write {}", path.display()))?;
-    Ok(())
 }

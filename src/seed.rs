@@ -139,10 +139,7 @@ fn wanted(catalog: &Catalog) -> Result<HashMap<String, Wanted>> {
             let mut listed: HashMap<String, (u64, [u8; 32])> = HashMap::new();
             for db in alpm.syncdbs() {
                 for pkg in db.pkgs() {
-                    let sha = pkg.sha256sum().and_then(|h| {
-                        let mut out = [0u8; 32];
-                        hex::decode_to_slice(h, &mut out).ok().map(|_| out)
-                    });
+                    let sha = crate::transaction::db_sha256(pkg);
                     if let (Some(name), Some(sha), Ok(size)) =
                         (pkg.filename(), sha, u64::try_from(pkg.size()))
                     {
@@ -232,7 +229,8 @@ async fn rescan(
         }
         let hashed = {
             let path = path.clone();
-            tokio::task::spawn_blocking(move || crate::publish::hash_file(&path)).await
+            tokio::task::spawn_blocking(move || crate::torrent::Info::from_file_with_sha256(&path))
+                .await
         };
         let Ok(Ok((info, sha256))) = hashed else {
             continue;

@@ -15,6 +15,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 
 pub const MIN_PIECE_LENGTH: u64 = 32 * 1024;
 pub const MAX_PIECE_LENGTH: u64 = 4 * 1024 * 1024;
@@ -75,17 +76,19 @@ impl Info {
 
     /// The canonical info for the file at `path`, named by its file name.
     pub fn from_file(path: &Path) -> std::io::Result<Info> {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| std::io::Error::other("file name is not UTF-8"))?;
-        let file = std::fs::File::open(path)?;
-        let length = file.metadata()?.len();
-        Info::from_reader(
-            name,
-            length,
-            std::io::BufReader::with_capacity(1 << 20, file),
-        )
+        let (name, length, reader) = open_named(path)?;
+        Info::from_reader(&name, length, reader)
+    }
+
+    /// The canonical info and the file's sha256, from one read of the file.
+    pub fn from_file_with_sha256(path: &Path) -> std::io::Result<(Info, [u8; 32])> {
+        let (name, length, inner) = open_named(path)?;
+        let mut reader = Sha256Reader {
+            inner,
+            hasher: Sha256::new(),
+        };
+        let info = Info::from_reader(&name, length, &mut reader)?;
+        Ok((info, reader.hasher.finalize().into()))
     }
 
     /// The bencoded info dictionary, the bytes the infohash is taken over.
@@ -113,6 +116,36 @@ impl Info {
             info: self,
         };
         serde_bencode::to_bytes(&torrent).expect("a torrent always serializes")
+    }
+}
+
+/// A file opened for hashing, with the name its torrent carries and its length.
+fn open_named(path: &Path) -> std::io::Result<(String, u64, std::io::BufReader<std::fs::File>)> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| std::io::Error::other("file name is not UTF-8"))?
+        .to_owned();
+    let file = std::fs::File::open(path)?;
+    let length = file.metadata()?.len();
+    Ok((
+        name,
+        length,
+        std::io::BufReader::with_capacity(1 << 20, file),
+    ))
+}
+
+/// Passes bytes through while hashing them, so one read yields both digests.
+struct Sha256Reader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Sha256Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 }
 

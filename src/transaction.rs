@@ -343,7 +343,7 @@ fn package_files(alpm: &Alpm) -> Vec<PackageFile> {
                 repo: db.name().to_owned(),
                 servers: db.servers().iter().map(str::to_owned).collect(),
                 size: u64::try_from(pkg.size()).unwrap_or(0),
-                sha256: pkg.sha256sum().and_then(parse_sha256),
+                sha256: db_sha256(pkg),
                 base64_sig: pkg.base64_sig().map(str::to_owned),
                 signature: SignaturePolicy::from_siglevel(db.siglevel()),
             })
@@ -351,9 +351,10 @@ fn package_files(alpm: &Alpm) -> Vec<PackageFile> {
         .collect()
 }
 
-fn parse_sha256(hex_digest: &str) -> Option<[u8; 32]> {
+/// The sha256 the sync database records for a package's file, if it records one.
+pub fn db_sha256(pkg: &alpm::Package) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    hex::decode_to_slice(hex_digest.trim(), &mut out).ok()?;
+    hex::decode_to_slice(pkg.sha256sum()?.trim(), &mut out).ok()?;
     Some(out)
 }
 
