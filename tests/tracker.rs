@@ -28,18 +28,7 @@ fn tracker(work: &Path, torrents_dir: &Path) -> (Daemon, String) {
     for entry in std::fs::read_dir(torrents_dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "torrent") {
-            let out = run({
-                let mut c = Command::new("aria2c");
-                c.arg("-S").arg(&path);
-                c
-            });
-            let hash = out
-                .stdout
-                .lines()
-                .find_map(|l| l.strip_prefix("Info Hash: "))
-                .unwrap()
-                .to_owned();
-            hashes.push_str(&hash);
+            hashes.push_str(&info_hash(&path));
             hashes.push('\n');
         }
     }
@@ -67,6 +56,64 @@ fn tracker(work: &Path, torrents_dir: &Path) -> (Daemon, String) {
         std::thread::sleep(Duration::from_millis(50));
     }
     (Daemon(child), format!("http://127.0.0.1:{port}/announce"))
+}
+
+/// The infohash of a `.torrent` file, in hex, as a foreign client (aria2c) reads it.
+fn info_hash(torrent: &Path) -> String {
+    let out = run({
+        let mut c = Command::new("aria2c");
+        c.arg("-S").arg(torrent);
+        c
+    });
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Info Hash: "))
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits until the tracker lists at least `seeders` seeders for the torrent of each named
+/// package file. A seeder announces asynchronously; a leecher that asks the tracker first hears
+/// of nobody and, until its next announce, has only the mirror.
+fn wait_tracked(announce: &str, dir: &Path, files: &[String], seeders: u64) {
+    use std::io::{Read, Write};
+    let port = announce
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .expect("a loopback announce URL");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for file in files {
+        let hex = info_hash(&dir.join(format!("{file}.torrent")));
+        let escaped: String = (0..hex.len())
+            .step_by(2)
+            .map(|i| format!("%{}", &hex[i..i + 2]))
+            .collect();
+        loop {
+            let mut body = Vec::new();
+            if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = write!(
+                    conn,
+                    "GET /scrape?info_hash={escaped} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+                );
+                let _ = conn.read_to_end(&mut body);
+            }
+            let text = String::from_utf8_lossy(&body);
+            let complete = text
+                .split_once("8:completei")
+                .and_then(|(_, rest)| rest.split('e').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            if complete >= seeders {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the tracker never listed {seeders} seeders of {file}: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// `pactor seed --dir DIR [--upload-rate R]`, once it seeds at least `files` files.
@@ -141,6 +188,8 @@ fn two_seeders_and_a_tracker_serve_an_upgrade() {
     let conf = b.tmp.path().join("empty.conf");
     let (_s1, _) = seeder(&b.dir, &conf, None, 2);
     let (_s2, _) = seeder(&b.dir, &conf, None, 2);
+    let names = |pkgs: &[Pkg]| pkgs.iter().map(Pkg::filename).collect::<Vec<_>>();
+    wait_tracked(&b.announce, &b.dir, &names(&v1), 2);
     b.env.write_pactor_conf("[options]\nStallTimeout = 10\n");
     run(b.env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
 
@@ -157,6 +206,7 @@ fn two_seeders_and_a_tracker_serve_an_upgrade() {
     drop(std::mem::replace(&mut b._tracker, new_tracker));
     publish(&b.dir, &announce);
     let (_s3, _) = seeder(&b.dir, &conf, None, 2);
+    wait_tracked(&announce, &b.dir, &names(&v2), 1);
     b.mirror.clear_log();
     let out = run(b.env.pactor(&["-Syu", "--noconfirm"]));
     out.assert_ok();
@@ -184,6 +234,7 @@ fn a_seeder_killed_mid_transfer_is_replaced_by_the_other_then_by_the_mirror() {
     // Slow seeders, so the transfer is still running when one dies.
     let (s1, _) = seeder(&b.dir, &conf, Some("256K"), 1);
     let (_s2, _) = seeder(&b.dir, &conf, Some("256K"), 1);
+    wait_tracked(&b.announce, &b.dir, &[pkgs[0].filename()], 2);
     b.env.write_pactor_conf("[options]\nStallTimeout = 3\n");
     let child = b
         .env
@@ -211,6 +262,8 @@ fn a_seeder_killed_mid_transfer_is_replaced_by_the_other_then_by_the_mirror() {
     let env = TestEnv::builder().repo("core", &[b.mirror.url()]).build();
     env.write_pactor_conf("[options]\nStallTimeout = 2\n");
     let (s3, _) = seeder(&b.dir, &conf, Some("256K"), 1);
+    // The killed first seeder may still be listed: s2, s3 and perhaps s1.
+    wait_tracked(&b.announce, &b.dir, &[pkgs[0].filename()], 2);
     let started = Instant::now();
     let child = env
         .pactor(&["-Sy", "--noconfirm", "big"])
@@ -275,7 +328,7 @@ fn aria2c_seeds_for_pactor_and_pactor_seeds_for_aria2c() {
         .spawn()
         .unwrap(),
     );
-    std::thread::sleep(Duration::from_secs(2));
+    wait_tracked(&b.announce, &b.dir, std::slice::from_ref(&name), 1);
     b.env.write_pactor_conf("[options]\nStallTimeout = 15\n");
     let out = run(b.env.pactor(&["-Sy", "--noconfirm", "foo"]));
     out.assert_ok();
@@ -290,6 +343,8 @@ fn aria2c_seeds_for_pactor_and_pactor_seeds_for_aria2c() {
 
     // pactor seed serves; aria2c downloads a byte-identical file.
     let (_seed, _) = seeder(&b.dir, &b.tmp.path().join("empty.conf"), None, 1);
+    // The killed aria2c stays listed until it times out: it and pactor's seeder.
+    wait_tracked(&b.announce, &b.dir, std::slice::from_ref(&name), 2);
     let out_dir = b.tmp.path().join("aria2-out");
     let mut fetch = aria2(&["--seed-time=0", "--bt-stop-timeout=30"]);
     fetch
@@ -339,7 +394,7 @@ fn a_seeder_serving_corrupt_bytes_cannot_put_them_in_the_cache() {
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_secs(2));
+    wait_tracked(&b.announce, &b.dir, std::slice::from_ref(&name), 1);
     b.env.write_pactor_conf("[options]\nStallTimeout = 3\n");
     let out = run(b.env.pactor(&["-Sy", "--noconfirm", "foo"]));
     out.assert_ok();
