@@ -49,6 +49,8 @@ pub struct Settings {
     pub max_download_rate: Option<u32>,
     /// Keep serving just-fetched files to peers while the commit runs.
     pub seed_while_installing: bool,
+    /// pactor's own state (the seeder's record of proven files), like pacman's DBPath.
+    pub state_dir: PathBuf,
 }
 
 impl Default for Settings {
@@ -67,6 +69,7 @@ impl Default for Settings {
             max_upload_rate: None,
             max_download_rate: None,
             seed_while_installing: true,
+            state_dir: PathBuf::from("/var/lib/pactor"),
         }
     }
 }
@@ -132,6 +135,7 @@ impl Settings {
                 "SeedWhileInstalling" => {
                     settings.seed_while_installing = flag(entry.value).map_err(syntax)?
                 }
+                "StateDir" => settings.state_dir = PathBuf::from(value()?),
                 "StallTimeout" => settings.stall_timeout = seconds(value()?).map_err(syntax)?,
                 "MaxUploadRate" => settings.max_upload_rate = Some(rate(value()?).map_err(syntax)?),
                 "MaxDownloadRate" => {

@@ -13,6 +13,7 @@ mod interrupt;
 mod passthrough;
 mod prefetch;
 mod progress;
+mod proven;
 mod publish;
 mod seed;
 mod swarm;

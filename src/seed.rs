@@ -3,11 +3,13 @@
 //! it serves the local pacman cache: only files whose sha256 matches an entry of the current
 //! sync databases, never another file of the cache, never through a symlink. Either way files
 //! are read-only to it, and it rescans so new and removed files are picked up without a restart.
+//! A file is read once: what was proven is recorded in `StateDir` ([`Proven`]), so a restart
+//! over many gigabytes does not hash them again.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -16,6 +18,7 @@ use crate::config;
 use crate::handle::PacmanConfig;
 use crate::index::Index;
 use crate::interrupt::Interrupt;
+use crate::proven::{self, Identity, Proof, Proven};
 use crate::swarm::{Handle, Swarm, SwarmConfig};
 use crate::torrent::InfoHash;
 use crate::ui;
@@ -26,9 +29,9 @@ enum Catalog {
     Cache(Box<PacmanConfig>),
 }
 
-/// How a file's bytes are proven right before they are offered to anyone.
+/// What a file's bytes must give before they are offered to anyone.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Proof {
+enum Expected {
     /// The published infohash (a repo directory).
     InfoHash(InfoHash),
     /// The sync database's sha256 (the pacman cache).
@@ -39,15 +42,13 @@ enum Proof {
 struct Wanted {
     dir: PathBuf,
     size: u64,
-    proof: Proof,
+    proof: Expected,
 }
-
-/// A file's identity on disk: a change means it must be proven again.
-type Stamp = (u64, SystemTime);
 
 struct Seeded {
     handle: Handle,
-    stamp: Stamp,
+    /// A change means the file must be proven again.
+    identity: Identity,
 }
 
 pub fn run(args: &SeedArgs) -> Result<()> {
@@ -94,10 +95,22 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         let interrupt = Interrupt::listen()?;
         let swarm = Swarm::start(&config, &std::env::temp_dir()).await?;
         let mut seeded: HashMap<String, Seeded> = HashMap::new();
-        let mut rejected: HashMap<PathBuf, Stamp> = HashMap::new();
+        let mut rejected: HashMap<PathBuf, Identity> = HashMap::new();
+        let mut proven = Proven::load(&settings.state_dir, &label);
+        let mut save_failed = false;
         loop {
             match wanted(&catalog) {
-                Ok(wanted) => rescan(&swarm, wanted, &mut seeded, &mut rejected).await,
+                Ok(wanted) => {
+                    rescan(&swarm, wanted, &mut seeded, &mut rejected, &mut proven).await;
+                    if let Err(e) = proven.save()
+                        && !std::mem::replace(&mut save_failed, true)
+                    {
+                        ui::warning(&format!(
+                            "could not record proven files in {}: {e:#}; a restart will read them again",
+                            settings.state_dir.display()
+                        ));
+                    }
+                }
                 Err(e) => ui::warning(&format!("{e:#}")),
             }
             say(&format!(
@@ -121,7 +134,7 @@ fn wanted(catalog: &Catalog) -> Result<HashMap<String, Wanted>> {
         Catalog::Dir(dir) => {
             for index in read_indexes(dir) {
                 for (name, entry) in index.files {
-                    let proof = Proof::InfoHash(entry.info_hash);
+                    let proof = Expected::InfoHash(entry.info_hash);
                     out.insert(
                         name,
                         Wanted {
@@ -157,7 +170,7 @@ fn wanted(catalog: &Catalog) -> Result<HashMap<String, Wanted>> {
                         out.entry(name).or_insert(Wanted {
                             dir: dir.clone(),
                             size,
-                            proof: Proof::Sha256(sha),
+                            proof: Expected::Sha256(sha),
                         });
                     }
                 }
@@ -198,13 +211,24 @@ async fn rescan(
     swarm: &Swarm,
     wanted: HashMap<String, Wanted>,
     seeded: &mut HashMap<String, Seeded>,
-    rejected: &mut HashMap<PathBuf, Stamp>,
+    rejected: &mut HashMap<PathBuf, Identity>,
+    proven: &mut Proven,
 ) {
     // Drop what is gone, no longer wanted, or changed on disk.
+    proven.retain(|path| {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        wanted.get(name).is_some_and(|w| w.dir.join(name) == path)
+    });
     let stale: Vec<String> = seeded
         .iter()
         .filter(|(name, s)| {
-            wanted.get(*name).and_then(|w| stamp(&w.dir.join(name))) != Some(s.stamp)
+            wanted
+                .get(*name)
+                .and_then(|w| proven::identity(&w.dir.join(name)))
+                != Some(s.identity)
         })
         .map(|(name, _)| name.clone())
         .collect();
@@ -221,34 +245,43 @@ async fn rescan(
         let path = want.dir.join(&name);
         // Regular files only (a symlink is never followed), of the listed size, not already
         // found wrong in the same state.
-        let Some(stamp) = stamp(&path).filter(|(size, _)| *size == want.size) else {
+        let Some(identity) = proven::identity(&path).filter(|id| id.size == want.size) else {
             continue;
         };
-        if rejected.get(&path) == Some(&stamp) {
+        if rejected.get(&path) == Some(&identity) {
             continue;
         }
-        let hashed = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || crate::torrent::Info::from_file_with_sha256(&path))
-                .await
+        let proof = match proven.get(&path, &identity) {
+            Some(proof) => proof.clone(),
+            None => {
+                let read = {
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || {
+                        crate::torrent::Info::from_file_with_sha256(&path)
+                    })
+                    .await
+                };
+                let Ok(Ok((info, sha256))) = read else {
+                    continue;
+                };
+                Proof { info, sha256 }
+            }
         };
-        let Ok(Ok((info, sha256))) = hashed else {
-            continue;
+        let matches = match want.proof {
+            Expected::InfoHash(hash) => proof.info.info_hash() == hash,
+            Expected::Sha256(hash) => proof.sha256 == hash,
         };
-        let proven = match want.proof {
-            Proof::InfoHash(hash) => info.info_hash() == hash,
-            Proof::Sha256(hash) => sha256 == hash,
-        };
-        if !proven {
+        if !matches {
             ui::warning(&format!(
                 "{name}: its bytes are not the listed ones; not seeding it"
             ));
-            rejected.insert(path, stamp);
+            rejected.insert(path, identity);
             continue;
         }
-        match swarm.seed(&info, &want.dir).await {
+        match swarm.seed(&proof.info, &want.dir).await {
             Ok(handle) => {
-                seeded.insert(name, Seeded { handle, stamp });
+                proven.insert(path, identity, proof);
+                seeded.insert(name, Seeded { handle, identity });
             }
             Err(e) => ui::warning(&format!("{name}: could not seed: {e:#}")),
         }
@@ -260,13 +293,4 @@ async fn rescan(
 fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{line}");
-}
-
-/// Size and mtime of a regular file (never through a symlink).
-fn stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    if !meta.file_type().is_file() {
-        return None;
-    }
-    Some((meta.len(), meta.modified().ok()?))
 }

@@ -82,12 +82,16 @@ impl Swarm {
         })
     }
 
-    /// Seeds `dir/<info.name>` read-only. Returns once the torrent is live (its pieces checked),
+    /// Seeds `dir/<info.name>` read-only, whose bytes the caller proved to match `info`. Returns
+    /// once the torrent is live (a sample of its pieces checked),
     /// so peers told about it are not turned away.
     pub async fn seed(&self, info: &Info, dir: &Path) -> Result<Handle> {
         let bytes = info.to_torrent_file(&self.trackers);
         let options = AddTorrentOptions {
             overwrite: true,
+            // The caller proved the bytes (or the proven-files record vouches for them):
+            // librqbit samples pieces instead of hashing the file again.
+            assume_complete: true,
             output_folder: Some(dir.to_string_lossy().into_owned()),
             storage_factory: Some(
                 ReadOnlyFactory {

@@ -48,7 +48,7 @@ fn swarm_bed() -> Swarm {
     publish(&dir, &[]);
     let mirror = Mirror::start(&dir);
     let env = TestEnv::builder().repo("core", &[mirror.url()]).build();
-    std::fs::write(tmp.path().join("seeder.conf"), "").unwrap();
+    write_pactor_conf(&tmp.path().join("seeder.conf"), "");
     Swarm {
         tmp,
         repo,
@@ -331,4 +331,51 @@ fn a_running_seeder_picks_up_new_releases_and_drops_removed_files() {
         0,
         "the new release came from the seeder"
     );
+}
+
+#[test]
+fn a_restarted_seeder_reads_only_what_changed() {
+    let s = swarm_bed();
+    let dir = s.tmp.path().join("repo");
+    let conf = s.tmp.path().join("seeder.conf");
+    let sizes: Vec<u64> = pkgs().iter().map(|p| package_size(&s.repo, p)).collect();
+    let total: u64 = sizes.iter().sum();
+
+    let first = seed(&dir, &conf);
+    first.wait_seeding(3);
+    let read_first = first.read_bytes();
+    assert!(read_first >= total, "read {read_first} of {total} bytes");
+    drop(first);
+
+    // Same files, same identities: proven before, only sampled now.
+    let second = seed(&dir, &conf);
+    second.wait_seeding(3);
+    let read_second = second.read_bytes();
+    assert!(
+        read_second * 4 < total,
+        "a restart read {read_second} of {total} bytes"
+    );
+    drop(second);
+
+    // One file rewritten (same bytes, new identity): it alone is read again.
+    let bar = dir.join(pkgs()[1].filename());
+    let bytes = std::fs::read(&bar).unwrap();
+    std::fs::remove_file(&bar).unwrap();
+    std::fs::write(&bar, &bytes).unwrap();
+    let third = seed(&dir, &conf);
+    third.wait_seeding(3);
+    let read_third = third.read_bytes();
+    assert!(
+        read_third >= sizes[1] && read_third < sizes[1] + total / 4,
+        "read {read_third}; bar has {} bytes",
+        sizes[1]
+    );
+
+    // And what it serves is still right: a client gets foo and bar from it.
+    s.env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{}\nStallTimeout = 10\n",
+        third.port
+    ));
+    run(s.env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    assert_eq!(s.mirror.package_bytes(), 0);
 }

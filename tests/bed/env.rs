@@ -41,8 +41,10 @@ impl TestEnv {
     pub fn pactor_conf_path(&self) -> PathBuf {
         self.dir.path().join("pactor.conf")
     }
+    /// Writes this root's pactor.conf: `text` (`[options]` lines), with the state kept in the
+    /// temp dir.
     pub fn write_pactor_conf(&self, text: &str) {
-        std::fs::write(self.pactor_conf_path(), text).unwrap();
+        write_pactor_conf(&self.pactor_conf_path(), text);
     }
 
     /// `pacman --config <conf> ARGS`.
@@ -132,7 +134,7 @@ impl TestEnvBuilder {
         }
         let conf_path = p.join("pacman.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        std::fs::write(p.join("pactor.conf"), "").unwrap();
+        write_pactor_conf(&p.join("pactor.conf"), "");
         if let Some(gpg) = &self.signer {
             let gpgdir = p.join("gnupg");
             let key = p.join("signer.asc");
@@ -156,6 +158,19 @@ impl TestEnvBuilder {
             conf: conf_path,
         }
     }
+}
+
+/// Writes a pactor.conf holding `text` (empty, or starting with `[options]`) plus a `StateDir`
+/// beside the file, so no test writes to /var/lib/pactor.
+pub fn write_pactor_conf(path: &Path, text: &str) {
+    let state = path.with_extension("state");
+    let text = if text.trim().is_empty() {
+        "[options]\n"
+    } else {
+        text
+    };
+    assert!(text.starts_with("[options]"), "{text}");
+    std::fs::write(path, format!("{text}\nStateDir = {}\n", state.display())).unwrap();
 }
 
 /// The built pactor: Cargo names it for integration tests; examples find it beside themselves.

@@ -70,6 +70,16 @@ impl SeedProcess {
         }
     }
 
+    /// Bytes the seeder has read from files so far (`rchar` of /proc/PID/io: every read and
+    /// pread, whether or not the page cache served it).
+    pub fn read_bytes(&self) -> u64 {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.child.id())).unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("rchar in /proc/PID/io")
+    }
+
     /// Waits until the seeder reports at least `files` files live, and returns the line.
     pub fn wait_seeding(&self, files: usize) -> String {
         self.wait_for(|line| {
