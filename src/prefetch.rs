@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 
 use crate::http::{FetchError, Fetched, Http};
 use crate::index::{Entry, Index};
-use crate::progress::{DownloadProgress, FileProgress};
+use crate::progress::{DownloadProgress, FileProgress, Source};
 use crate::swarm::{Handle, Swarm, SwarmConfig};
 use crate::transaction::{PackageFile, SignaturePolicy};
 
@@ -29,6 +29,8 @@ pub struct Prefetch {
     pub http: Http,
     /// Failures per server this run: like pacman, a server that failed three times is skipped.
     pub server_errors: std::sync::Mutex<HashMap<String, u32>>,
+    /// The mirrors' recent speed, against which a slow swarm is judged.
+    pub mirror_rate: MirrorRate,
     pub swarm: SwarmPlan,
 }
 
@@ -195,8 +197,9 @@ impl Prefetch {
         addrs
     }
 
-    /// One file: from the swarm when the index has it, from the mirrors otherwise or when the
-    /// swarm fails it.
+    /// One file: from the swarm when the index has it, from the mirrors otherwise. A swarm
+    /// that stalls, fails or runs far slower than the mirrors is joined by the mirrors: both
+    /// fetch at once, each into its own staging file, and the first verified copy wins.
     async fn fetch_one(
         &self,
         file: &PackageFile,
@@ -206,55 +209,160 @@ impl Prefetch {
         peers: &[SocketAddr],
     ) -> Result<Took, String> {
         let bar = progress.start(&file.filename, file.size);
-        if let (Some(swarm), Some(entry)) = (swarm, self.swarm_entry(file)) {
-            bar.source("peers");
-            match self
-                .fetch_from_swarm(swarm, file, entry, staging, &bar, peers)
-                .await
-            {
-                Ok(bytes) => {
-                    return Ok(Took {
-                        peers: bytes,
-                        mirrors: 0,
-                    });
-                }
-                Err(why) if self.http.interrupted().is_some() => return Err(why),
-                Err(why) => progress.warn(&format!(
-                    "{} from peers: {why}; using the mirrors",
-                    file.filename
-                )),
+        let result = match (swarm, self.swarm_entry(file)) {
+            (Some(swarm), Some(entry)) => {
+                self.swarm_first(swarm, file, entry, staging, &bar, progress, peers)
+                    .await
             }
-        }
-        bar.source("mirror");
-        let mirrors = self.fetch_package(file, staging, &bar, progress).await?;
-        Ok(Took { peers: 0, mirrors })
+            _ => self.fetch_from_mirrors(file, staging, &bar, progress).await,
+        };
+        result.map(|()| Took {
+            peers: bar.received(Source::Peers),
+            mirrors: bar.received(Source::Mirror),
+        })
     }
 
-    /// Fetches a file from the swarm into `staging/swarm/`, verifies it against the database and
-    /// moves it into the cache. The torrent stays in the session, so the file is served to
-    /// other peers from its new place (the open file follows the rename).
-    async fn fetch_from_swarm(
+    async fn fetch_from_mirrors(
+        &self,
+        file: &PackageFile,
+        staging: &Path,
+        bar: &FileProgress,
+        progress: &DownloadProgress,
+    ) -> Result<(), String> {
+        bar.set_active(Source::Mirror, true);
+        let result = self.try_servers(file, staging, bar, progress).await;
+        bar.set_active(Source::Mirror, false);
+        result
+    }
+
+    /// The swarm alone while it does well; then, if it stalls or runs far slower than the
+    /// mirrors, the swarm and the mirrors racing.
+    #[allow(clippy::too_many_arguments)]
+    async fn swarm_first(
         &self,
         swarm: &Swarm,
         file: &PackageFile,
         entry: &Entry,
         staging: &Path,
         bar: &FileProgress,
+        progress: &DownloadProgress,
         peers: &[SocketAddr],
-    ) -> Result<u64, String> {
+    ) -> Result<(), String> {
         let dir = staging.join("swarm");
-        let stall = self.swarm.stall;
-        let handle = tokio::select! {
-            handle = swarm.leech(&file.filename, entry.info_hash, &dir, peers, stall) => handle.map_err(|e| format!("{e:#}"))?,
-            _ = self.http.interrupt().wait() => return Err("interrupted".into()),
+        bar.set_active(Source::Peers, true);
+        let leeched = tokio::select! {
+            handle = swarm.leech(&file.filename, entry.info_hash, &dir, peers, self.swarm.stall) => handle.map_err(|e| format!("{e:#}")),
+            _ = self.http.interrupt().wait() => Err("interrupted".into()),
         };
-        let got = match self.follow(&handle, bar, stall).await {
-            Ok(got) => got,
+        let handle = match leeched {
+            Ok(handle) => handle,
             Err(why) => {
-                swarm.forget(&handle, true).await;
-                return Err(why);
+                bar.set_active(Source::Peers, false);
+                return self.swarm_gave_up(file, &why, staging, bar, progress).await;
             }
         };
+        let mut watch = SwarmWatch::new(handle.clone(), file.size, self.swarm.stall);
+        let why = match watch
+            .follow(bar, self.http.interrupt(), Some(&self.mirror_rate))
+            .await
+        {
+            Ok(()) => match self.verify_swarm_copy(file, &dir, bar).await {
+                Ok(()) => {
+                    bar.set_active(Source::Peers, false);
+                    return Ok(());
+                }
+                Err(why) => why,
+            },
+            Err(SwarmEnd::Failed(why)) => why,
+            Err(SwarmEnd::Help(why)) => {
+                progress.warn(&format!(
+                    "{} from peers: {why}; the mirrors join in",
+                    file.filename
+                ));
+                let raced = self
+                    .race(&mut watch, file, &dir, staging, bar, progress)
+                    .await;
+                if raced != Ok(Source::Peers) {
+                    swarm.forget(&handle, true).await;
+                }
+                return raced.map(|_| ());
+            }
+        };
+        bar.set_active(Source::Peers, false);
+        swarm.forget(&handle, true).await;
+        self.swarm_gave_up(file, &why, staging, bar, progress).await
+    }
+
+    async fn swarm_gave_up(
+        &self,
+        file: &PackageFile,
+        why: &str,
+        staging: &Path,
+        bar: &FileProgress,
+        progress: &DownloadProgress,
+    ) -> Result<(), String> {
+        if self.http.interrupted().is_some() {
+            return Err(why.to_owned());
+        }
+        progress.warn(&format!(
+            "{} from peers: {why}; using the mirrors",
+            file.filename
+        ));
+        self.fetch_from_mirrors(file, staging, bar, progress).await
+    }
+
+    /// The swarm (still running) and the mirrors fetch the same file; the first verified copy
+    /// is moved into the cache and the other transfer is dropped. Returns the winner.
+    async fn race(
+        &self,
+        watch: &mut SwarmWatch,
+        file: &PackageFile,
+        dir: &Path,
+        staging: &Path,
+        bar: &FileProgress,
+        progress: &DownloadProgress,
+    ) -> Result<Source, String> {
+        let from_swarm = async {
+            let result = match watch.follow(bar, self.http.interrupt(), None).await {
+                Ok(()) => self.verify_swarm_copy(file, dir, bar).await,
+                Err(SwarmEnd::Failed(why) | SwarmEnd::Help(why)) => Err(why),
+            };
+            bar.set_active(Source::Peers, false);
+            result
+        };
+        let from_mirrors = self.fetch_from_mirrors(file, staging, bar, progress);
+        tokio::pin!(from_swarm, from_mirrors);
+        let (mut swarm_error, mut mirror_error) = (None, None);
+        loop {
+            tokio::select! {
+                result = &mut from_swarm, if swarm_error.is_none() => match result {
+                    Ok(()) => {
+                        // The mirrors' partial copy is of no further use.
+                        let _ = std::fs::remove_file(part_path(staging, file));
+                        return Ok(Source::Peers);
+                    }
+                    Err(why) => swarm_error = Some(why),
+                },
+                result = &mut from_mirrors, if mirror_error.is_none() => match result {
+                    Ok(()) => return Ok(Source::Mirror),
+                    Err(why) => mirror_error = Some(why),
+                },
+            }
+            if let (Some(_), Some(why)) = (&swarm_error, &mirror_error) {
+                return Err(why.clone());
+            }
+        }
+    }
+
+    /// Checks a completed swarm copy against the database and moves it into the cache. The
+    /// torrent stays in the session, so the file is served to other peers from its new place
+    /// (the open file follows the rename).
+    async fn verify_swarm_copy(
+        &self,
+        file: &PackageFile,
+        dir: &Path,
+        bar: &FileProgress,
+    ) -> Result<(), String> {
         let path = dir.join(&file.filename);
         let hashed = {
             let path = path.clone();
@@ -273,49 +381,10 @@ impl Prefetch {
             )
         });
         if let Err(why) = verdict {
-            bar.rewind(got);
-            swarm.forget(&handle, true).await;
+            bar.rewind(Source::Peers, file.size);
             return Err(why);
         }
-        std::fs::rename(&path, self.dest.join(&file.filename)).map_err(|e| e.to_string())?;
-        Ok(got)
-    }
-
-    /// Watches a torrent until it completes; fails if it makes no progress for `stall`.
-    async fn follow(
-        &self,
-        handle: &Handle,
-        bar: &FileProgress,
-        stall: Duration,
-    ) -> Result<u64, String> {
-        let mut seen = 0u64;
-        let mut last_progress = Instant::now();
-        loop {
-            let stats = handle.stats();
-            if stats.progress_bytes > seen {
-                bar.advance(stats.progress_bytes - seen);
-                seen = stats.progress_bytes;
-                last_progress = Instant::now();
-            }
-            if stats.finished {
-                return Ok(seen);
-            }
-            if let Some(error) = stats.error {
-                bar.rewind(seen);
-                return Err(error);
-            }
-            if last_progress.elapsed() > stall {
-                bar.rewind(seen);
-                return Err(format!("no data from the swarm for {stall:?}"));
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                _ = self.http.interrupt().wait() => {
-                    bar.rewind(seen);
-                    return Err("interrupted".into());
-                }
-            }
-        }
+        std::fs::rename(&path, self.dest.join(&file.filename)).map_err(|e| e.to_string())
     }
 
     fn server_errors(&self, server: &str) -> u32 {
@@ -348,17 +417,16 @@ impl Prefetch {
     }
 
     /// Fetches one package from its servers in order until a copy matches the database.
-    /// Returns the bytes transferred; the error says why the last server failed.
-    async fn fetch_package(
+    /// The error says why the last server failed.
+    async fn try_servers(
         &self,
         file: &PackageFile,
         staging: &Path,
         bar: &FileProgress,
         progress: &DownloadProgress,
-    ) -> Result<u64, String> {
-        let part = staging.join(format!("{}.part", file.filename));
-        let advance = |n: u64| bar.advance(n);
-        let mut transferred = 0;
+    ) -> Result<(), String> {
+        let part = part_path(staging, file);
+        let advance = |n: u64| bar.advance(Source::Mirror, n);
         let mut last_error = String::from("no servers configured for repository");
         for server in &file.servers {
             if self.server_errors(server) >= MAX_SERVER_ERRORS {
@@ -375,23 +443,25 @@ impl Prefetch {
                 if from_scratch {
                     let _ = std::fs::remove_file(&part);
                 }
+                let started = Instant::now();
                 match self
                     .http
                     .fetch(&url, &part, Some(file.size), &advance)
                     .await
                 {
                     Ok(fetched) => {
-                        transferred += fetched.transferred;
+                        self.mirror_rate
+                            .record(fetched.transferred, started.elapsed());
                         match verify(file, &fetched) {
                             Ok(()) => {
                                 let dest = self.dest.join(&file.filename);
                                 std::fs::rename(&part, &dest).map_err(|e| {
                                     format!("could not move into {}: {e}", dest.display())
                                 })?;
-                                return Ok(transferred);
+                                return Ok(());
                             }
                             Err(why) => {
-                                bar.rewind(fetched.len);
+                                bar.rewind(Source::Mirror, fetched.len);
                                 let _ = std::fs::remove_file(&part);
                                 progress.warn(&format!(
                                     "{} from {} {why}",
@@ -408,7 +478,7 @@ impl Prefetch {
                     Err(FetchError::Interrupted) => return Err("interrupted".into()),
                     Err(e) => {
                         if matches!(e, FetchError::TooLong(_)) {
-                            bar.rewind(file.size);
+                            bar.rewind(Source::Mirror, file.size);
                         }
                         progress.warn(&format!(
                             "failed retrieving file '{}' from {} : {e}",
@@ -461,6 +531,153 @@ impl Prefetch {
             bail!("failed retrieving file '{sig_name}' from all mirrors: {last_error}");
         }
         Ok(())
+    }
+}
+
+/// The mirrors' staging file for a package.
+fn part_path(staging: &Path, file: &PackageFile) -> PathBuf {
+    staging.join(format!("{}.part", file.filename))
+}
+
+/// How fast the mirrors delivered this run, to judge whether a swarm is "far slower".
+#[derive(Default)]
+pub struct MirrorRate(std::sync::Mutex<Option<f64>>);
+
+impl MirrorRate {
+    /// Transfers this small say more about latency than about bandwidth.
+    const MIN_SAMPLE: u64 = 1 << 20;
+    /// With no measurement yet, a swarm is "far slower" below this (bytes per second).
+    const UNKNOWN_FLOOR: f64 = 64.0 * 1024.0;
+    /// A swarm this many times slower than the mirrors is joined by them.
+    const FAR_SLOWER: f64 = 4.0;
+
+    fn record(&self, bytes: u64, took: Duration) {
+        if bytes < Self::MIN_SAMPLE {
+            return;
+        }
+        let rate = bytes as f64 / took.as_secs_f64().max(1e-3);
+        let mut known = self.0.lock().expect("no poisoning");
+        // A moving average: recent transfers weigh most.
+        *known = Some(known.map_or(rate, |old| 0.7 * old + 0.3 * rate));
+    }
+
+    /// Whether a swarm delivering `rate` bytes per second is far slower than the mirrors.
+    fn far_faster_than(&self, rate: f64) -> bool {
+        match *self.0.lock().expect("no poisoning") {
+            Some(mirrors) => rate * Self::FAR_SLOWER < mirrors,
+            None => rate < Self::UNKNOWN_FLOOR,
+        }
+    }
+}
+
+/// Why the swarm stopped being followed.
+enum SwarmEnd {
+    /// It stalled or runs far slower than the mirrors: they should join in.
+    Help(String),
+    /// It cannot deliver the file (an error, an interrupt, a bad copy).
+    Failed(String),
+}
+
+/// Follows one torrent's progress onto the file's bar, judging its speed.
+struct SwarmWatch {
+    handle: Handle,
+    size: u64,
+    stall: Duration,
+    seen: u64,
+    started: Instant,
+    last_progress: Instant,
+    /// Recent (time, bytes) samples, for the current rate.
+    window: std::collections::VecDeque<(Instant, u64)>,
+}
+
+impl SwarmWatch {
+    /// The span the current rate is measured over.
+    const WINDOW: Duration = Duration::from_secs(2);
+
+    fn new(handle: Handle, size: u64, stall: Duration) -> SwarmWatch {
+        let now = Instant::now();
+        SwarmWatch {
+            handle,
+            size,
+            stall,
+            seen: 0,
+            started: now,
+            last_progress: now,
+            window: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Follows until the torrent completes. With `mirrors` (while the swarm is alone), also
+    /// ends when the swarm needs help: nothing for the stall timeout, or, once it had that long
+    /// to warm up, a rate far below the mirrors' with more than the stall timeout still to go.
+    async fn follow(
+        &mut self,
+        bar: &FileProgress,
+        interrupt: &crate::interrupt::Interrupt,
+        mirrors: Option<&MirrorRate>,
+    ) -> Result<(), SwarmEnd> {
+        loop {
+            let stats = self.handle.stats();
+            let now = Instant::now();
+            if stats.progress_bytes > self.seen {
+                bar.advance(Source::Peers, stats.progress_bytes - self.seen);
+                self.seen = stats.progress_bytes;
+                self.last_progress = now;
+            }
+            self.window.push_back((now, self.seen));
+            while self
+                .window
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > Self::WINDOW)
+            {
+                self.window.pop_front();
+            }
+            if stats.finished {
+                return Ok(());
+            }
+            if let Some(error) = stats.error {
+                bar.rewind(Source::Peers, self.seen);
+                return Err(SwarmEnd::Failed(error));
+            }
+            if self.last_progress.elapsed() > self.stall {
+                let why = format!("no data from the swarm for {:?}", self.stall);
+                return Err(match mirrors {
+                    Some(_) => SwarmEnd::Help(why),
+                    None => SwarmEnd::Failed(why),
+                });
+            }
+            if let Some(mirrors) = mirrors
+                && let Some(rate) = self.slow_rate(mirrors)
+            {
+                return Err(SwarmEnd::Help(format!(
+                    "only {}/s from the swarm",
+                    crate::ui::human(rate as u64)
+                )));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = interrupt.wait() => {
+                    bar.rewind(Source::Peers, self.seen);
+                    return Err(SwarmEnd::Failed("interrupted".into()));
+                }
+            }
+        }
+    }
+
+    /// The current rate, if it is far below the mirrors' and the file is far from done.
+    fn slow_rate(&self, mirrors: &MirrorRate) -> Option<f64> {
+        if self.started.elapsed() < self.stall.max(Self::WINDOW) {
+            return None;
+        }
+        let (first, last) = (self.window.front()?, self.window.back()?);
+        let span = last.0.duration_since(first.0).as_secs_f64();
+        if span < Self::WINDOW.as_secs_f64() / 2.0 {
+            return None;
+        }
+        let rate = (last.1 - first.1) as f64 / span;
+        let left = self.size.saturating_sub(self.seen) as f64;
+        let slow = mirrors.far_faster_than(rate) && left > rate * self.stall.as_secs_f64();
+        slow.then_some(rate)
     }
 }
 
@@ -530,6 +747,21 @@ mod tests {
                 .contains("bytes")
         );
         assert!(verify(&file(3, None), &fetched).is_ok());
+    }
+
+    #[test]
+    fn a_swarm_is_far_slower_against_what_the_mirrors_gave() {
+        let mirrors = MirrorRate::default();
+        // Nothing measured: only a trickle counts as far slower.
+        assert!(mirrors.far_faster_than(10_000.0));
+        assert!(!mirrors.far_faster_than(200_000.0));
+        // Small transfers measure latency, not bandwidth: ignored.
+        mirrors.record(1000, Duration::from_secs(1));
+        assert!(!mirrors.far_faster_than(200_000.0));
+        // 10 MB/s from the mirrors: 2 MB/s from the swarm is far slower, 3 MB/s is not.
+        mirrors.record(10_000_000, Duration::from_secs(1));
+        assert!(mirrors.far_faster_than(2_000_000.0));
+        assert!(!mirrors.far_faster_than(3_000_000.0));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Download progress: on a terminal, a bar per active file and a total bar with speed and ETA
 //! (indicatif); elsewhere plain lines, so logs of CI image builds hold no control characters.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -13,10 +14,35 @@ pub struct DownloadProgress {
     started: Instant,
 }
 
-/// One file's progress; dropping it removes its bar.
+/// Where a file's bytes come from. The swarm and a mirror may both fetch a file at once (a
+/// slow swarm races the mirror), each into its own staging file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Peers,
+    Mirror,
+}
+
+/// One file's progress; dropping it removes its bar. The bar shows the source that is
+/// furthest along; each source's bytes are also counted for the final report.
 pub struct FileProgress {
     bar: Option<ProgressBar>,
     total: Option<ProgressBar>,
+    counts: Mutex<Counts>,
+}
+
+/// Per source: bytes that count towards the file now (rewound when a copy is thrown away),
+/// and bytes received at all (never rewound: what the network carried).
+#[derive(Default)]
+struct Counts {
+    kept: [u64; 2],
+    received: [u64; 2],
+    active: [bool; 2],
+}
+
+impl Counts {
+    fn shown(&self) -> u64 {
+        self.kept[0].max(self.kept[1])
+    }
 }
 
 impl DownloadProgress {
@@ -50,6 +76,7 @@ impl DownloadProgress {
             return FileProgress {
                 bar: None,
                 total: None,
+                counts: Mutex::default(),
             };
         };
         let count = multi.clone();
@@ -63,6 +90,7 @@ impl DownloadProgress {
         FileProgress {
             bar: Some(bar),
             total: self.total.clone(),
+            counts: Mutex::default(),
         }
     }
 
@@ -93,29 +121,49 @@ impl DownloadProgress {
 }
 
 impl FileProgress {
-    pub fn advance(&self, bytes: u64) {
-        if let Some(bar) = &self.bar {
-            bar.inc(bytes);
-        }
-        if let Some(total) = &self.total {
-            total.inc(bytes);
-        }
+    /// `bytes` more arrived from `source`.
+    pub fn advance(&self, source: Source, bytes: u64) {
+        self.update(|c| {
+            c.kept[source as usize] += bytes;
+            c.received[source as usize] += bytes;
+        });
     }
 
-    /// Where the bytes come from now ("peers" or "mirror"), shown on the file's bar.
-    pub fn source(&self, source: &'static str) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(source);
-        }
+    /// Bytes of `source` thrown away (a corrupt copy, a restart): off the bars, though they
+    /// stay counted as received.
+    pub fn rewind(&self, source: Source, bytes: u64) {
+        self.update(|c| {
+            let kept = &mut c.kept[source as usize];
+            *kept = kept.saturating_sub(bytes);
+        });
     }
 
-    /// Bytes thrown away (a corrupt copy, a restart): take them back off the bars.
-    pub fn rewind(&self, bytes: u64) {
+    /// `source` starts or stops working on the file; the bar names who is working.
+    pub fn set_active(&self, source: Source, active: bool) {
+        self.update(|c| c.active[source as usize] = active);
+    }
+
+    /// Bytes received from `source`, kept or not.
+    pub fn received(&self, source: Source) -> u64 {
+        self.counts.lock().expect("no poisoning").received[source as usize]
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Counts)) {
+        let mut counts = self.counts.lock().expect("no poisoning");
+        let before = counts.shown();
+        change(&mut counts);
+        let after = counts.shown();
         if let Some(bar) = &self.bar {
-            bar.set_position(bar.position().saturating_sub(bytes));
+            bar.set_position(after);
+            bar.set_message(match counts.active {
+                [true, true] => "both",
+                [true, false] => "peers",
+                [false, true] => "mirror",
+                [false, false] => "",
+            });
         }
         if let Some(total) = &self.total {
-            total.set_position(total.position().saturating_sub(bytes));
+            total.set_position((total.position() + after).saturating_sub(before));
         }
     }
 }

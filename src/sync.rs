@@ -87,6 +87,7 @@ pub fn run(args: SyncArgs) -> Result<()> {
             .max(1),
         http,
         server_errors: Default::default(),
+        mirror_rate: Default::default(),
         swarm: SwarmPlan {
             indexes: indexes::load(&repos, &index_dir),
             config: swarm_config(&settings),
