@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 
 use crate::http::{FetchError, Fetched, Http};
 use crate::index::{Entry, Index};
+use crate::prefix_sha256::PrefixSha256;
 use crate::progress::{DownloadProgress, FileProgress, Source};
 use crate::swarm::{Handle, Swarm, SwarmConfig};
 use crate::transaction::{PackageFile, SignaturePolicy};
@@ -261,12 +262,17 @@ impl Prefetch {
                 return self.swarm_gave_up(file, &why, staging, bar, progress).await;
             }
         };
-        let mut watch = SwarmWatch::new(handle.clone(), file.size, self.swarm.stall);
+        let mut watch = SwarmWatch::new(
+            handle.clone(),
+            file.size,
+            self.swarm.stall,
+            dir.join(&file.filename),
+        );
         let why = match watch
             .follow(bar, self.http.interrupt(), Some(&self.mirror_rate))
             .await
         {
-            Ok(()) => match self.verify_swarm_copy(file, &dir, bar).await {
+            Ok(()) => match self.verify_swarm_copy(file, &mut watch, bar).await {
                 Ok(()) => {
                     bar.set_active(Source::Peers, false);
                     return Ok(());
@@ -279,9 +285,7 @@ impl Prefetch {
                     "{} from peers: {why}; the mirrors join in",
                     file.filename
                 ));
-                let raced = self
-                    .race(&mut watch, file, &dir, staging, bar, progress)
-                    .await;
+                let raced = self.race(&mut watch, file, staging, bar, progress).await;
                 if raced != Ok(Source::Peers) {
                     swarm.forget(&handle, true).await;
                 }
@@ -317,14 +321,13 @@ impl Prefetch {
         &self,
         watch: &mut SwarmWatch,
         file: &PackageFile,
-        dir: &Path,
         staging: &Path,
         bar: &FileProgress,
         progress: &DownloadProgress,
     ) -> Result<Source, String> {
         let from_swarm = async {
             let result = match watch.follow(bar, self.http.interrupt(), None).await {
-                Ok(()) => self.verify_swarm_copy(file, dir, bar).await,
+                Ok(()) => self.verify_swarm_copy(file, watch, bar).await,
                 Err(SwarmEnd::Failed(why) | SwarmEnd::Help(why)) => Err(why),
             };
             bar.set_active(Source::Peers, false);
@@ -360,26 +363,28 @@ impl Prefetch {
     async fn verify_swarm_copy(
         &self,
         file: &PackageFile,
-        dir: &Path,
+        watch: &mut SwarmWatch,
         bar: &FileProgress,
     ) -> Result<(), String> {
-        let path = dir.join(&file.filename);
-        let hashed = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || sha256_file(&path))
-                .await
-                .map_err(|e| e.to_string())?
-        };
-        let verdict = hashed.map_err(|e| e.to_string()).and_then(|(len, sha256)| {
-            verify(
-                file,
-                &Fetched {
-                    len,
-                    sha256,
-                    transferred: len,
-                },
-            )
-        });
+        let path = watch.path.clone();
+        let verdict = watch
+            .sha256
+            .take()
+            .ok_or("the swarm copy was already judged")?
+            .finish(file.size)
+            .await;
+        let verdict = verdict
+            .map_err(|e| e.to_string())
+            .and_then(|(len, sha256)| {
+                verify(
+                    file,
+                    &Fetched {
+                        len,
+                        sha256,
+                        transferred: len,
+                    },
+                )
+            });
         if let Err(why) = verdict {
             bar.rewind(Source::Peers, file.size);
             return Err(why);
@@ -581,30 +586,43 @@ enum SwarmEnd {
 /// Follows one torrent's progress onto the file's bar, judging its speed.
 struct SwarmWatch {
     handle: Handle,
+    /// The file the torrent writes, hashed while it arrives.
+    path: PathBuf,
+    sha256: Option<PrefixSha256>,
     size: u64,
     stall: Duration,
-    seen: u64,
+    /// Verified bytes, as shown on the bar.
+    verified: u64,
+    /// Bytes received at all: the swarm's liveness and speed (a large piece is verified only
+    /// once complete, long after its first bytes arrived).
+    fetched: u64,
     started: Instant,
-    last_progress: Instant,
-    /// Recent (time, bytes) samples, for the current rate.
+    last_data: Instant,
+    /// (time, bytes fetched) over the last stall timeout, for the current rate.
     window: std::collections::VecDeque<(Instant, u64)>,
 }
 
 impl SwarmWatch {
-    /// The span the current rate is measured over.
-    const WINDOW: Duration = Duration::from_secs(2);
-
-    fn new(handle: Handle, size: u64, stall: Duration) -> SwarmWatch {
+    fn new(handle: Handle, size: u64, stall: Duration, path: PathBuf) -> SwarmWatch {
         let now = Instant::now();
         SwarmWatch {
             handle,
+            sha256: Some(PrefixSha256::new(path.clone())),
+            path,
             size,
             stall,
-            seen: 0,
+            verified: 0,
+            fetched: 0,
             started: now,
-            last_progress: now,
+            last_data: now,
             window: std::collections::VecDeque::new(),
         }
+    }
+
+    /// The span the current rate is averaged over: the stall timeout, so a dip shorter than
+    /// the stall timeout (a seeder gone, its pieces requeued) does not call the mirrors.
+    fn window_len(&self) -> Duration {
+        self.stall.max(Duration::from_secs(2))
     }
 
     /// Follows until the torrent completes. With `mirrors` (while the swarm is alone), also
@@ -619,16 +637,27 @@ impl SwarmWatch {
         loop {
             let stats = self.handle.stats();
             let now = Instant::now();
-            if stats.progress_bytes > self.seen {
-                bar.advance(Source::Peers, stats.progress_bytes - self.seen);
-                self.seen = stats.progress_bytes;
-                self.last_progress = now;
+            if stats.progress_bytes > self.verified {
+                bar.advance(Source::Peers, stats.progress_bytes - self.verified);
+                self.verified = stats.progress_bytes;
+                if let Some(sha256) = &mut self.sha256 {
+                    sha256.advance_to(self.handle.verified_prefix_bytes());
+                }
             }
-            self.window.push_back((now, self.seen));
+            let fetched = stats
+                .live
+                .as_ref()
+                .map_or(0, |live| live.snapshot.fetched_bytes)
+                .max(self.verified);
+            if fetched > self.fetched {
+                self.fetched = fetched;
+                self.last_data = now;
+            }
+            self.window.push_back((now, self.fetched));
             while self
                 .window
                 .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) > Self::WINDOW)
+                .is_some_and(|(t, _)| now.duration_since(*t) > self.window_len())
             {
                 self.window.pop_front();
             }
@@ -636,10 +665,10 @@ impl SwarmWatch {
                 return Ok(());
             }
             if let Some(error) = stats.error {
-                bar.rewind(Source::Peers, self.seen);
+                bar.rewind(Source::Peers, self.verified);
                 return Err(SwarmEnd::Failed(error));
             }
-            if self.last_progress.elapsed() > self.stall {
+            if self.last_data.elapsed() > self.stall {
                 let why = format!("no data from the swarm for {:?}", self.stall);
                 return Err(match mirrors {
                     Some(_) => SwarmEnd::Help(why),
@@ -657,7 +686,7 @@ impl SwarmWatch {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = interrupt.wait() => {
-                    bar.rewind(Source::Peers, self.seen);
+                    bar.rewind(Source::Peers, self.verified);
                     return Err(SwarmEnd::Failed("interrupted".into()));
                 }
             }
@@ -666,28 +695,19 @@ impl SwarmWatch {
 
     /// The current rate, if it is far below the mirrors' and the file is far from done.
     fn slow_rate(&self, mirrors: &MirrorRate) -> Option<f64> {
-        if self.started.elapsed() < self.stall.max(Self::WINDOW) {
+        if self.started.elapsed() < self.window_len() {
             return None;
         }
         let (first, last) = (self.window.front()?, self.window.back()?);
         let span = last.0.duration_since(first.0).as_secs_f64();
-        if span < Self::WINDOW.as_secs_f64() / 2.0 {
+        if span < self.window_len().as_secs_f64() * 0.9 {
             return None;
         }
         let rate = (last.1 - first.1) as f64 / span;
-        let left = self.size.saturating_sub(self.seen) as f64;
+        let left = self.size.saturating_sub(self.verified) as f64;
         let slow = mirrors.far_faster_than(rate) && left > rate * self.stall.as_secs_f64();
         slow.then_some(rate)
     }
-}
-
-/// Length and sha256 of a file on disk.
-fn sha256_file(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
-    use sha2::Digest;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let len = std::io::copy(&mut file, &mut hasher)?;
-    Ok((len, hasher.finalize().into()))
 }
 
 /// The database is the only authority: size first, then sha256.

@@ -438,7 +438,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                         let full_len = preamble_len + chunk.size as usize;
                         if !skip_reading_for_e2e_tests {
                             self.spawner
-                                .block_in_place_with_semaphore(|| {
+                                .chunk_io(|| {
                                     self.handler
                                         .read_chunk(&chunk, &mut write_buf[preamble_len..full_len])
                                 })

@@ -490,6 +490,10 @@ pub struct SessionOptions {
     /// Force IPv4 only.
     pub ipv4_only: bool,
 
+    // pactor: do per-chunk disk I/O inline on the async workers instead of through
+    // block_in_place (see BlockingSpawner::chunk_io).
+    pub inline_chunk_io: bool,
+
     /// Override the client name and version used in User-Agent headers and
     /// peer extended handshakes. Defaults to "rqbit X.Y.Z".
     pub client_name_and_version: Option<String>,
@@ -520,6 +524,7 @@ impl Default for SessionOptions {
             disable_upload: false,
             disable_local_service_discovery: false,
             ipv4_only: false,
+            inline_chunk_io: false,
             client_name_and_version: None,
         }
     }
@@ -698,7 +703,8 @@ impl Session {
             let spawner = BlockingSpawner::new(
                 opts.runtime_worker_threads
                     .unwrap_or(DEFAULT_BLOCKING_THREADS_IF_NOT_SET),
-            );
+            )
+            .with_inline_chunk_io(opts.inline_chunk_io);
 
             let (persistence, bitv_factory) = persistence_factory(&opts, spawner.clone())
                 .await

@@ -279,6 +279,17 @@ impl ManagedTorrent {
         }
     }
 
+    // pactor: bytes from the start of the torrent that are verified (every piece up to there
+    // passed its hash check), so a caller can hash a file as it arrives rather than after.
+    pub fn verified_prefix_bytes(&self) -> u64 {
+        self.with_chunk_tracker(|ct| {
+            let pieces = ct.get_have_pieces().as_slice().leading_ones() as u64;
+            let lengths = ct.get_lengths();
+            (pieces * lengths.default_piece_length() as u64).min(lengths.total_length())
+        })
+        .unwrap_or(0)
+    }
+
     /// Get the live state if the torrent is live.
     pub fn live(&self) -> Option<Arc<TorrentStateLive>> {
         let g = self.locked.read();

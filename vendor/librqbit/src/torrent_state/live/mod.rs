@@ -1831,14 +1831,14 @@ impl PeerHandler {
             .fetched_bytes
             .fetch_add(piece.len() as u64, Ordering::Relaxed);
 
+        // pactor: writes the chunk and, when it completes its piece, returns how long the
+        // piece took; the piece is checked by check_piece_and_finish, off this connection.
         fn write_to_disk(
             state: &TorrentStateLive,
             addr: PeerHandle,
-            counters: &AtomicPeerCounters,
             piece: &Piece<ByteBuf<'_>>,
             chunk_info: &ChunkInfo,
-        ) -> anyhow::Result<()> {
-            let index = piece.index;
+        ) -> anyhow::Result<Option<Duration>> {
 
             // If someone stole the piece by now, ignore it.
             // However if they didn't, don't let them steal it while we are writing.
@@ -1860,14 +1860,14 @@ impl PeerHandler {
                             "in-flight piece {} was stolen by {}, ignoring",
                             chunk_info.piece_index, inflight.peer
                         );
-                        return Ok(());
+                        return Ok(None);
                     }
                     None => {
                         debug!(
                             "in-flight piece {} not found. it was probably completed by someone else",
                             chunk_info.piece_index
                         );
-                        return Ok(());
+                        return Ok(None);
                     }
                 };
 
@@ -1888,7 +1888,7 @@ impl PeerHandler {
                             info_hash = ?state.shared.info_hash,
                             "FATAL: error writing chunk to disk: {e:#}"
                         );
-                        return state.on_fatal_error(e);
+                        return state.on_fatal_error(e).map(|()| None);
                     }
                 };
             }
@@ -1907,7 +1907,7 @@ impl PeerHandler {
                     Some(ChunkMarkingResult::PreviouslyCompleted) => {
                         // TODO: we might need to send cancellations here.
                         debug!("piece={} was done by someone else, ignoring", piece.index);
-                        return Ok(());
+                        return Ok(None);
                     }
                     Some(ChunkMarkingResult::NotCompleted) => None,
                     None => {
@@ -1923,11 +1923,20 @@ impl PeerHandler {
             // It shouldn't impact perf anyway, but dropping just in case.
             drop(ppl_guard);
 
-            let full_piece_download_time = match full_piece_download_time {
-                Some(t) => t,
-                None => return Ok(()),
-            };
+            Ok(full_piece_download_time)
+        }
 
+        // pactor: the hash check of a completed piece, and what follows it. Run on a blocking
+        // thread of its own, so the connection goes on receiving the next pieces meanwhile:
+        // inline, the SHA-1 of each piece stalled the only connection of a one-seeder transfer.
+        fn check_piece_and_finish(
+            state: &TorrentStateLive,
+            addr: PeerHandle,
+            counters: &AtomicPeerCounters,
+            chunk_info: &ChunkInfo,
+            full_piece_download_time: Duration,
+        ) -> anyhow::Result<()> {
+            let index = chunk_info.piece_index.get();
             match state
                 .file_ops()
                 .check_piece(chunk_info.piece_index)
@@ -1992,14 +2001,33 @@ impl PeerHandler {
             Ok(())
         }
 
-        self.state
+        let completed = self
+            .state
             .shared
             .spawner
-            .block_in_place_with_semaphore(|| {
-                write_to_disk(&self.state, self.addr, &self.counters, &piece, &chunk_info)
-            })
+            .chunk_io(|| write_to_disk(&self.state, self.addr, &piece, &chunk_info))
             .await
             .with_context(|| format!("error processing received chunk {chunk_info:?}"))?;
+
+        if let Some(full_piece_download_time) = completed {
+            let (state, counters, addr, tx) = (
+                self.state.clone(),
+                self.counters.clone(),
+                self.addr,
+                self.tx.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = check_piece_and_finish(
+                    &state,
+                    addr,
+                    &counters,
+                    &chunk_info,
+                    full_piece_download_time,
+                ) {
+                    let _ = tx.send(WriterRequest::Disconnect(Err(e)));
+                }
+            });
+        }
 
         Ok(())
     }
