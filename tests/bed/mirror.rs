@@ -245,9 +245,11 @@ fn respond(
     let content = if relative.split('/').any(|c| c == "..") {
         None
     } else {
-        std::fs::read(&file).ok()
+        std::fs::File::open(&file)
+            .ok()
+            .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
     };
-    let Some(mut body) = content else {
+    let Some(content) = content else {
         let _ = write!(
             stream,
             "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
@@ -267,8 +269,8 @@ fn respond(
         log(304, 0);
         return true;
     }
-    let total = body.len() as u64;
-    let (status, start) = match range.as_deref().and_then(parse_range) {
+    let total = content.metadata().map_or(0, |m| m.len());
+    let (status, start, end) = match range.as_deref().and_then(parse_range) {
         Some((start, _)) if start >= total => {
             let _ = write!(
                 stream,
@@ -277,21 +279,13 @@ fn respond(
             log(416, 0);
             return true;
         }
-        Some((start, end)) => {
-            let end = end.map_or(total, |e| (e + 1).min(total));
-            body = body[start as usize..end as usize].to_vec();
-            (206, start)
-        }
-        None => (200, 0),
+        Some((start, end)) => (206, start, end.map_or(total, |e| (e + 1).min(total))),
+        None => (200, 0, total),
     };
-    if fault == Some(Fault::Corrupt) {
-        for i in (0..body.len()).step_by(997) {
-            body[i] ^= 0x5a;
-        }
-    }
+    let body_len = end - start;
     let announced = match fault {
-        Some(Fault::WrongContentLength(delta)) => (body.len() as i64 + delta).max(0) as u64,
-        _ => body.len() as u64,
+        Some(Fault::WrongContentLength(delta)) => (body_len as i64 + delta).max(0) as u64,
+        _ => body_len,
     };
     let mut head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {announced}\r\nLast-Modified: {last_modified}\r\nAccept-Ranges: bytes\r\n",
@@ -304,7 +298,7 @@ fn respond(
     if status == 206 {
         head.push_str(&format!(
             "Content-Range: bytes {start}-{}/{total}\r\n",
-            start + body.len() as u64 - 1
+            end - 1
         ));
     }
     head.push_str("\r\n");
@@ -317,13 +311,13 @@ fn respond(
         return true;
     }
     let (limit, keep_alive) = match fault {
-        Some(Fault::Truncate(n)) => (n.min(body.len() as u64), false),
-        Some(Fault::Reset) => (body.len() as u64 / 2, false),
+        Some(Fault::Truncate(n)) => (n.min(body_len), false),
+        Some(Fault::Reset) => (body_len / 2, false),
         Some(Fault::StallAfterHeaders) => (0, false),
-        Some(Fault::WrongContentLength(_)) => (body.len() as u64, false),
-        _ => (body.len() as u64, true),
+        Some(Fault::WrongContentLength(_)) => (body_len, false),
+        _ => (body_len, true),
     };
-    let sent = send_body(stream, state, &body[..limit as usize], &fault);
+    let sent = send_body(stream, state, &content, start, limit, &fault);
     log(status, sent);
     match fault {
         Some(Fault::StallAfterHeaders) => {
@@ -346,19 +340,42 @@ fn respond(
         Some(Fault::Reset) => reset(stream),
         _ => {}
     }
-    keep_alive && sent == body.len() as u64
+    keep_alive && sent == body_len
 }
 
-/// Writes `body` in chunks, obeying the trickle fault and the mirror's rate limit.
-fn send_body(stream: &mut TcpStream, state: &State, body: &[u8], fault: &Option<Fault>) -> u64 {
-    let mut sent = 0u64;
+/// Writes `len` bytes of `file` from `start`, read in chunks (a 1 GB package is never held in
+/// memory), obeying the trickle fault, the corrupt fault and the mirror's rate limit.
+fn send_body(
+    stream: &mut TcpStream,
+    state: &State,
+    file: &std::fs::File,
+    start: u64,
+    len: u64,
+    fault: &Option<Fault>,
+) -> u64 {
+    use std::os::unix::fs::FileExt;
     let chunk_len = match fault {
         Some(Fault::Trickle(bps)) => ((*bps / 10).max(1)) as usize,
         _ => 64 * 1024,
     };
-    for chunk in body.chunks(chunk_len) {
+    let mut buf = vec![0u8; chunk_len];
+    let mut sent = 0u64;
+    while sent < len {
         if state.stopped.load(Ordering::SeqCst) {
             break;
+        }
+        let want = (len - sent).min(chunk_len as u64) as usize;
+        let chunk = &mut buf[..want];
+        if file.read_exact_at(chunk, start + sent).is_err() {
+            break;
+        }
+        if *fault == Some(Fault::Corrupt) {
+            // Every 997th byte of the body flipped.
+            for (i, byte) in chunk.iter_mut().enumerate() {
+                if (sent + i as u64) % 997 == 0 {
+                    *byte ^= 0x5a;
+                }
+            }
         }
         if let Some(Fault::Trickle(_)) = fault {
             std::thread::sleep(Duration::from_millis(100));
@@ -367,7 +384,7 @@ fn send_body(stream: &mut TcpStream, state: &State, body: &[u8], fault: &Option<
         if stream.write_all(chunk).is_err() {
             break;
         }
-        sent += chunk.len() as u64;
+        sent += want as u64;
     }
     let _ = stream.flush();
     sent
