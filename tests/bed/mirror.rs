@@ -372,7 +372,7 @@ fn send_body(
         if *fault == Some(Fault::Corrupt) {
             // Every 997th byte of the body flipped.
             for (i, byte) in chunk.iter_mut().enumerate() {
-                if (sent + i as u64) % 997 == 0 {
+                if (sent + i as u64).is_multiple_of(997) {
                     *byte ^= 0x5a;
                 }
             }

@@ -70,14 +70,24 @@ impl SeedProcess {
         }
     }
 
-    /// Bytes the seeder has read from files so far (`rchar` of /proc/PID/io: every read and
-    /// pread, whether or not the page cache served it).
+    /// Bytes the seeder has read so far (`rchar` of /proc/PID/io: every read and pread,
+    /// whether or not the page cache served it).
     pub fn read_bytes(&self) -> u64 {
+        self.io_counter("rchar")
+    }
+
+    /// Bytes the seeder has written so far (`wchar`): what it uploaded to peers, plus its
+    /// status lines and state files, which are tiny beside it.
+    pub fn written_bytes(&self) -> u64 {
+        self.io_counter("wchar")
+    }
+
+    fn io_counter(&self, name: &str) -> u64 {
         let io = std::fs::read_to_string(format!("/proc/{}/io", self.child.id())).unwrap();
         io.lines()
-            .find_map(|l| l.strip_prefix("rchar: "))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
             .and_then(|n| n.trim().parse().ok())
-            .expect("rchar in /proc/PID/io")
+            .expect("the counter in /proc/PID/io")
     }
 
     /// Waits until the seeder reports at least `files` files live, and returns the line.

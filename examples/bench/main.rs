@@ -1,0 +1,57 @@
+//! pactor's benchmarks: pacman, aria2c and pactor on the same synthetic repos, in one run,
+//! alternating, entirely on 127.0.0.1 (DHT, LSD and UPnP off everywhere). `scripts/bench`
+//! builds what it needs and runs this; it writes `BENCHMARKS.md`, `bench/results.json` and the
+//! fleet plots in `bench/`.
+//!
+//! Scenarios (see BENCHMARKS.md for what each measures and the targets):
+//! ceiling (unthrottled mirror, one seeder), congested (10 MB/s mirror, 1 and 3 seeders),
+//! fleet (K clients at once, a 20 MB/s seedbox, the 10 MB/s mirror), nothing (an up-to-date
+//! system). Randomness is seeded; every run stops on its own.
+
+#[path = "../../tests/bed/mod.rs"]
+mod bed;
+mod measure;
+mod plot;
+mod report;
+mod scenarios;
+mod services;
+mod workload;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(about = "pactor's benchmarks (loopback only)")]
+pub struct Options {
+    /// Scenarios to run (default: all)
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<scenarios::Scenario>,
+    /// Repetitions of each contender (alternated); the fleet runs once per K
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Workloads a tenth of the size, fleets up to 8: a smoke run of the harness
+    #[arg(long)]
+    pub quick: bool,
+    /// Seed of every random choice (package sizes, payloads)
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    /// Where repos (kept between runs) and temporary roots live
+    #[arg(long, default_value = "target/bench-work")]
+    pub work: PathBuf,
+    /// Where BENCHMARKS.md goes; results.json and the plots go to <out>/bench/
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+}
+
+fn main() {
+    let mut options = Options::parse();
+    std::fs::create_dir_all(&options.work).expect("work directory");
+    // Packages are built from inside temp dirs: every path handed around must be absolute.
+    options.work = std::path::absolute(&options.work).expect("work directory");
+    options.out = std::path::absolute(&options.out).expect("output directory");
+    let started = std::time::Instant::now();
+    let runs = scenarios::run_all(&options);
+    let elapsed = started.elapsed();
+    report::write(&options, &runs, elapsed);
+}
