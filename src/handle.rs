@@ -93,6 +93,32 @@ impl PacmanConfig {
     }
 }
 
+/// pacman's `--verbose` preamble: the paths in use and the targets, in pacman's layout.
+pub fn print_paths(alpm: &Alpm, args: &SyncArgs) {
+    let list = |items: Vec<&str>| items.iter().map(|i| format!("{i}  ")).collect::<String>();
+    let conf = args
+        .config
+        .as_deref()
+        .unwrap_or(Path::new(DEFAULT_PACMAN_CONF));
+    println!("Root      : {}", alpm.root());
+    println!("Conf File : {}", conf.display());
+    println!("DB Path   : {}", alpm.dbpath());
+    println!("Cache Dirs: {}", list(alpm.cachedirs().iter().collect()));
+    println!("Hook Dirs : {}", list(alpm.hookdirs().iter().collect()));
+    println!("Lock File : {}", alpm.lockfile());
+    println!("Log File  : {}", alpm.logfile().unwrap_or_default());
+    println!("GPG Dir   : {}", alpm.gpgdir().unwrap_or_default());
+    let targets = if args.targets.is_empty() {
+        "None".to_owned()
+    } else {
+        args.targets.join("  ")
+    };
+    println!("{} {targets}", console::style("Targets   :").bold());
+}
+
+/// pacman's compiled-in configuration file.
+const DEFAULT_PACMAN_CONF: &str = "/etc/pacman.conf";
+
 /// The transaction flags the command line asks for.
 pub fn trans_flags(args: &SyncArgs) -> TransFlag {
     let mut flags = TransFlag::NONE;

@@ -44,6 +44,10 @@ impl TestEnv {
     pub fn write_pactor_conf(&self, text: &str) {
         std::fs::write(self.pactor_conf_path(), text).unwrap();
     }
+    /// Where this root's pactor keeps its statistics (`$PACTOR_STATE_DIR`): never /var/lib.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
 
     /// `pacman --config <conf> ARGS`.
     pub fn pacman(&self, args: &[&str]) -> Command {
@@ -52,13 +56,14 @@ impl TestEnv {
         cmd
     }
 
-    /// The built `pactor --config <conf> ARGS`, with this root's pactor.conf.
+    /// The built `pactor --config <conf> ARGS`, with this root's pactor.conf and state dir.
     pub fn pactor(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(pactor_bin());
         cmd.arg("--config")
             .arg(&self.conf)
             .args(args)
-            .env("PACTOR_CONF", self.pactor_conf_path());
+            .env("PACTOR_CONF", self.pactor_conf_path())
+            .env("PACTOR_STATE_DIR", self.state_dir());
         cmd
     }
 
