@@ -109,6 +109,19 @@ impl SeedProcess {
         }
     }
 
+    /// The first status line within `timeout` that satisfies `wanted`, if any.
+    pub fn line_within(&self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// Waits until the seeder reports at least `files` files live, and returns the line.
     pub fn wait_seeding(&self, files: usize) -> String {
         self.wait_for(|line| {
