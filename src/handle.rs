@@ -79,13 +79,21 @@ impl PacmanConfig {
     }
 
     pub fn alpm(&self) -> Result<Alpm> {
-        let mut alpm = alpm_utils::alpm_with_conf(&self.conf).map_err(|e| {
+        let init_error = |e: alpm::Error| {
             anyhow::anyhow!(
                 "failed to initialize alpm library:\n({}: {})",
                 e,
                 self.conf.db_path
             )
-        })?;
+        };
+        let mut alpm = Alpm::new(&*self.conf.root_dir, &*self.conf.db_path).map_err(init_error)?;
+        // libalpm starts with its system hook directory (<root>/usr/share/libalpm/hooks/, where
+        // packages install their hooks); alpm-utils replaces the list with HookDir alone, so
+        // it is put back in front, as pacman adds HookDir to it.
+        let system_hooks: Vec<String> = alpm.hookdirs().iter().map(str::to_owned).collect();
+        alpm_utils::configure_alpm(&mut alpm, &self.conf).map_err(init_error)?;
+        alpm.set_hookdirs(system_hooks.iter().chain(self.conf.hook_dir.iter()))
+            .context("failed to set HookDir")?;
         // alpm-utils sets IgnorePkg twice and IgnoreGroup never.
         alpm.set_ignoregroups(self.conf.ignore_group.iter())
             .context("failed to set IgnoreGroup")?;

@@ -227,6 +227,10 @@ fn update(dir: &Path, change: impl FnOnce(&mut State)) -> Result<()> {
         }
     };
     change(&mut state);
+    tracing::debug!(
+        "recording transfer statistics in {}",
+        dir.join(FILE).display()
+    );
     let mut bytes = serde_json::to_vec_pretty(&state).expect("serializable");
     bytes.push(b'\n');
     crate::atomic_write::write(&dir.join(FILE), &bytes)

@@ -18,6 +18,10 @@ use crate::{ExitQuietly, callbacks, commit, stats};
 
 pub fn run(args: SyncArgs) -> Result<()> {
     let settings = args.pactor_conf.load()?;
+    tracing::debug!(
+        "settings from {}: {settings:?}",
+        args.pactor_conf.path.display()
+    );
     let pacman = PacmanConfig::load(&args)?;
     Ui::init(&args, pacman.conf.color);
 
