@@ -260,7 +260,9 @@ fn package_installs_every_file_and_keeps_the_sources() {
 
 /// The whole PKGBUILD: prepare (`cargo fetch --locked`, from crates.io into a fresh
 /// CARGO_HOME), build (`cargo build --release --locked --frozen`) and package. Slow (a release
-/// build of every dependency), so not part of CI.
+/// build of every dependency), so not part of CI. makepkg runs as an unprivileged user, who
+/// needs a Rust toolchain it can read: `$PACTOR_MAKEPKG_PATH` is put first in its PATH (for
+/// instance a copy of a toolchain that lives under /root).
 #[test]
 #[ignore]
 fn full_build() {
@@ -274,6 +276,12 @@ fn full_build() {
         .env("CARGO_HOME", tmp.path().join("cargo"))
         .env("PKGDEST", tmp.path())
         .env_remove("BUILDDIR");
+    if let Some(dir) = std::env::var_os("PACTOR_MAKEPKG_PATH") {
+        let mut path = std::ffi::OsString::from(dir);
+        path.push(":");
+        path.push(std::env::var_os("PATH").unwrap_or_default());
+        cmd.env("PATH", path);
+    }
     hand_over(tmp.path());
     let out = run(cmd);
     out.assert_ok();
