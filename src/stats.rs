@@ -477,6 +477,36 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_writers_lose_no_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let dir = dir.path().to_owned();
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        record_sync(
+                            &dir,
+                            SyncTotals {
+                                files: 1,
+                                from_peers: 3,
+                                from_mirrors: 0,
+                                uploaded: 1,
+                            },
+                        );
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let state = read(dir.path()).unwrap();
+        assert_eq!(state.total.runs, 60);
+        assert_eq!(state.total.from_peers, 180);
+        assert_eq!(state.runs.len(), 60);
+    }
+
+    #[test]
     fn ratios() {
         assert_eq!(ratio(10, 0), None);
         assert_eq!(ratio(30, 20), Some(1.5));
