@@ -277,7 +277,7 @@ fn full_build() {
         .env("PKGDEST", tmp.path())
         .env_remove("BUILDDIR");
     if let Some(dir) = std::env::var_os("PACTOR_MAKEPKG_PATH") {
-        let mut path = std::ffi::OsString::from(dir);
+        let mut path = dir;
         path.push(":");
         path.push(std::env::var_os("PATH").unwrap_or_default());
         cmd.env("PATH", path);
