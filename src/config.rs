@@ -49,11 +49,11 @@ pub struct Settings {
     pub max_download_rate: Option<u32>,
     /// Keep serving just-fetched files to peers while the commit runs.
     pub seed_while_installing: bool,
-    /// Where `pactor stats` keeps its totals; `None` means [`DEFAULT_STATE_DIR`].
-    pub state_dir: Option<PathBuf>,
+    /// pactor's own state (the transfer statistics), like pacman's DBPath.
+    pub state_dir: PathBuf,
 }
 
-/// pactor's state (the transfer statistics), as `StateDir` defaults it.
+/// Where pactor keeps its own state unless `StateDir` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/pactor";
 
 impl Default for Settings {
@@ -72,7 +72,7 @@ impl Default for Settings {
             max_upload_rate: None,
             max_download_rate: None,
             seed_while_installing: true,
-            state_dir: None,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
 }
@@ -319,11 +319,12 @@ pub const OPTIONS: &[ConfOption] = &[
         sample: "StateDir = /var/lib/pactor",
         repeatable: false,
         group: Group::State,
-        summary: "where `pactor stats` keeps the transfer totals (`$PACTOR_STATE_DIR` overrides)",
-        doc: "Where pactor keeps its transfer statistics (stats.json, read by pactor stats). \
-              The environment variable PACTOR_STATE_DIR overrides it.",
+        summary: "pactor's own state, such as the transfer statistics `pactor stats` reads",
+        doc: "Where pactor keeps its own state, such as the transfer statistics (stats.json) \
+              that pactor stats reads. pactor -S (as root) and pactor seed (as the pactor \
+              user) both write there.",
         apply: |s, v| {
-            s.state_dir = Some(PathBuf::from(required(v)?));
+            s.state_dir = PathBuf::from(required(v)?);
             Ok(())
         },
     },
@@ -380,16 +381,6 @@ impl Settings {
             }
         }
         Ok(settings)
-    }
-
-    /// Where the transfer statistics live: `$PACTOR_STATE_DIR`, else `StateDir`, else
-    /// `/var/lib/pactor`. They describe this machine's traffic, so `--root` does not move them.
-    pub fn state_dir(&self) -> PathBuf {
-        std::env::var_os("PACTOR_STATE_DIR")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| self.state_dir.clone())
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
     }
 }
 

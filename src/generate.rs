@@ -36,7 +36,6 @@ const PACTOR_ENVIRONMENT: Prose = (
     &[
         "\tPACTOR_CONF\tpactor's settings file, as --pactor-conf (default /etc/pactor.conf).",
         "\tPACTOR_PACMAN\tThe pacman run for every operation pactor passes on (default: pacman on PATH).",
-        "\tPACTOR_STATE_DIR\tOverrides StateDir of pactor.conf(5): where the transfer statistics are kept.",
         "\tPACTOR_LOG\tA tracing filter for diagnostics on stderr, such as pactor=debug,librqbit=info; --debug sets pactor=debug.",
         "\tNO_COLOR\tWhen set, no colours unless --color asks for them.",
     ],
@@ -93,9 +92,9 @@ const SEED_FILES: Prose = (
 const STATS_FILES: Prose = (
     "FILES",
     &[
-        "\t/var/lib/pactor/stats.json\tThe statistics (StateDir in pactor.conf(5), or \
-         $PACTOR_STATE_DIR): totals since the first run and the latest 100 runs. pactor -S adds \
-         a run when it ends; pactor seed updates its run every minute and at exit.",
+        "\t/var/lib/pactor/stats.json\tThe statistics (under StateDir, see pactor.conf(5)): \
+         totals since the first run and the latest 100 runs. pactor -S adds a run when it \
+         ends; pactor seed updates its run every minute and at exit.",
     ],
 );
 

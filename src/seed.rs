@@ -101,7 +101,7 @@ pub fn run(args: &SeedArgs) -> Result<()> {
             .join(", "),
         Catalog::Cache(pacman) => pacman.conf.cache_dir.join(", "),
     };
-    let mut recorder = stats::SeedRecorder::new(settings.state_dir());
+    let mut recorder = stats::SeedRecorder::new(settings.state_dir.clone());
     let rescan_every = Duration::from_secs(args.rescan.max(1));
     let runtime = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
     runtime.block_on(async {

@@ -1,5 +1,6 @@
 //! Transfer statistics: bytes fetched from peers and from mirrors, bytes uploaded, per run and
-//! in total, kept in `stats.json` under `StateDir` and shown by `pactor stats`.
+//! in total, kept in `stats.json` under `StateDir` and shown by `pactor stats`. They describe
+//! this machine's traffic, so `--root` does not move them.
 //!
 //! Two kinds of writer share the file: `pactor -S` (as root) appends a run when it ends, and a
 //! long-running `pactor seed` (as the `pactor` user) rewrites its own run every flush. Every
@@ -246,8 +247,8 @@ fn now() -> u64 {
 /// `pactor stats [--json]`.
 pub fn run(args: &StatsArgs) -> Result<()> {
     let settings = args.pactor_conf.load()?;
-    let dir = settings.state_dir();
-    let state = read(&dir)?;
+    let dir = &settings.state_dir;
+    let state = read(dir)?;
     let text = if args.json {
         let json = report_json(&state, &dir.join(FILE));
         serde_json::to_string_pretty(&json).expect("serializable") + "\n"

@@ -96,7 +96,7 @@ pub fn run(args: SyncArgs) -> Result<()> {
         },
     };
     let (report, swarm) = runtime.block_on(prefetch.run(&files))?;
-    let state_dir = settings.state_dir();
+    let state_dir = settings.state_dir.clone();
     let uploaded = swarm.as_ref().map_or(0, |s| s.uploaded_bytes());
     let swarm = swarm.filter(|_| settings.seed_while_installing && !args.download_only);
     if args.download_only {

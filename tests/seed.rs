@@ -27,7 +27,7 @@ fn sighup_rescans_at_once() {
     ]);
     publish(&dir);
     let conf = tmp.path().join("seeder.conf");
-    std::fs::write(&conf, "").unwrap();
+    write_pactor_conf(&conf, "");
     // An hour between rescans: only the signal can make it look again.
     let seeder = SeedProcess::start_with(&["--dir".as_ref(), dir.as_os_str()], &conf, 3600);
     seeder.wait_seeding(2);
@@ -72,7 +72,7 @@ fn one_seeder_serves_several_repo_directories() {
     publish(&core_dir);
     publish(&extra_dir);
     let conf = tmp.path().join("seeder.conf");
-    std::fs::write(&conf, "").unwrap();
+    write_pactor_conf(&conf, "");
     let seeder = SeedProcess::start(
         &[
             "--dir".as_ref(),

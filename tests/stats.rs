@@ -1,6 +1,6 @@
 //! `pactor stats`: what `pactor -S` fetched from peers and mirrors and what `pactor seed`
-//! uploaded, recorded by the real processes in a temp state directory ($PACTOR_STATE_DIR),
-//! read back as JSON and as text. Loopback only; DHT and LSD off (pactor's defaults).
+//! uploaded, recorded by the real processes in a temp `StateDir`, read back as JSON and as
+//! text. Loopback only; DHT and LSD off (pactor's defaults).
 
 mod bed;
 
@@ -19,19 +19,18 @@ fn pkgs() -> Vec<Pkg> {
     ]
 }
 
-/// `pactor stats [--json]` reading `state_dir`.
-fn stats(state_dir: &Path, json: bool) -> Output {
+/// `pactor stats [--json]` with the `StateDir` of pactor.conf `conf`.
+fn stats(conf: &Path, json: bool) -> Output {
     let mut cmd = Command::new(pactor_bin());
-    cmd.args(["stats", "--pactor-conf", "/dev/null"])
-        .env("PACTOR_STATE_DIR", state_dir);
+    cmd.arg("stats").arg("--pactor-conf").arg(conf);
     if json {
         cmd.arg("--json");
     }
     run(cmd)
 }
 
-fn stats_json(state_dir: &Path) -> Value {
-    let out = stats(state_dir, true);
+fn stats_json(conf: &Path) -> Value {
+    let out = stats(conf, true);
     out.assert_ok();
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
 }
@@ -52,14 +51,14 @@ fn peers_mirrors_and_uploads_are_recorded_per_run_and_in_total() {
     let mirror = Mirror::start(&dir);
     let env = TestEnv::builder().repo("core", &[mirror.url()]).build();
     let seeder_conf = tmp.path().join("seeder.conf");
-    std::fs::write(&seeder_conf, "").unwrap();
-    let seeder_state = SeedProcess::state_dir(&seeder_conf);
+    write_pactor_conf(&seeder_conf, "");
+    let client_conf = env.pactor_conf_path();
 
     // Nothing recorded yet: zeros, and a plain sentence for humans.
-    let empty = stats_json(&env.state_dir());
+    let empty = stats_json(&client_conf);
     assert_eq!(empty["total"]["runs"], 0);
     assert_eq!(empty["runs"].as_array().unwrap().len(), 0);
-    let text = stats(&env.state_dir(), false);
+    let text = stats(&client_conf, false);
     text.assert_ok();
     assert!(
         text.stdout.contains("no transfers recorded yet"),
@@ -76,7 +75,7 @@ fn peers_mirrors_and_uploads_are_recorded_per_run_and_in_total() {
     ));
     run(env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
     let from_peers = size(&repo, &pkgs()[0]) + size(&repo, &pkgs()[1]);
-    let after_one = stats_json(&env.state_dir());
+    let after_one = stats_json(&client_conf);
     assert_eq!(after_one["total"]["runs"], 1);
     assert_eq!(after_one["total"]["from_peers"], from_peers);
     assert_eq!(after_one["total"]["from_mirrors"], 0);
@@ -88,7 +87,7 @@ fn peers_mirrors_and_uploads_are_recorded_per_run_and_in_total() {
     // The running seeder flushes its upload total (every rescan, here every second).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let seeded = stats_json(&seeder_state);
+        let seeded = stats_json(&seeder_conf);
         if seeded["total"]["uploaded"].as_u64().unwrap_or(0) >= from_peers {
             break;
         }
@@ -100,7 +99,7 @@ fn peers_mirrors_and_uploads_are_recorded_per_run_and_in_total() {
     }
     // SIGTERM: it records once more and exits cleanly, still as one run.
     assert_eq!(seeder.stop_with(libc::SIGTERM), Some(0));
-    let seeded = stats_json(&seeder_state);
+    let seeded = stats_json(&seeder_conf);
     assert_eq!(seeded["total"]["runs"], 1);
     let uploaded = seeded["total"]["uploaded"].as_u64().unwrap();
     assert!(
@@ -118,7 +117,7 @@ fn peers_mirrors_and_uploads_are_recorded_per_run_and_in_total() {
     // Run 2: the seeder is gone, baz comes from the mirror.
     env.write_pactor_conf("[options]\nStallTimeout = 1\n");
     run(env.pactor(&["-S", "--noconfirm", "baz"])).assert_ok();
-    let after_two = stats_json(&env.state_dir());
+    let after_two = stats_json(&client_conf);
     assert_eq!(after_two["total"]["runs"], 2);
     assert_eq!(after_two["total"]["from_peers"], from_peers);
     assert_eq!(after_two["total"]["from_mirrors"], size(&repo, &pkgs()[2]));
@@ -131,7 +130,7 @@ fn peers_mirrors_and_uploads_are_recorded_per_run_and_in_total() {
         from_peers + size(&repo, &pkgs()[2])
     );
 
-    let text = stats(&env.state_dir(), false);
+    let text = stats(&client_conf, false);
     text.assert_ok();
     assert!(text.stdout.contains("(2 runs)"), "{}", text.stdout);
     let share = 100 * from_peers / (from_peers + size(&repo, &pkgs()[2]));
@@ -155,9 +154,16 @@ fn a_state_dir_that_cannot_be_written_is_a_warning_not_a_failure() {
     let env = TestEnv::builder().repo("core", &[mirror.url()]).build();
     let blocker = tmp.path().join("a-file");
     std::fs::write(&blocker, "").unwrap();
-    let mut cmd = env.pactor(&["-Sy", "--noconfirm", "baz"]);
-    cmd.env("PACTOR_STATE_DIR", blocker.join("state"));
-    let out = run(cmd);
+    // Written directly: the bed's helper would add a StateDir of its own.
+    std::fs::write(
+        env.pactor_conf_path(),
+        format!(
+            "[options]\nStateDir = {}\n",
+            blocker.join("state").display()
+        ),
+    )
+    .unwrap();
+    let out = run(env.pactor(&["-Sy", "--noconfirm", "baz"]));
     out.assert_ok();
     assert!(
         out.stderr
@@ -168,9 +174,10 @@ fn a_state_dir_that_cannot_be_written_is_a_warning_not_a_failure() {
     assert_eq!(env.installed().len(), 1);
 
     // A damaged file is an error for the reader, named, with pacman's prefix and exit code.
+    env.write_pactor_conf("");
     std::fs::create_dir_all(env.state_dir()).unwrap();
     std::fs::write(env.state_dir().join("stats.json"), "{").unwrap();
-    let out = stats(&env.state_dir(), false);
+    let out = stats(&env.pactor_conf_path(), false);
     assert_eq!(out.code, Some(1));
     assert!(
         out.stderr.starts_with("error: ") && out.stderr.contains("stats.json"),

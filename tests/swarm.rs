@@ -48,7 +48,7 @@ fn swarm_bed() -> Swarm {
     publish(&dir, &[]);
     let mirror = Mirror::start(&dir);
     let env = TestEnv::builder().repo("core", &[mirror.url()]).build();
-    std::fs::write(tmp.path().join("seeder.conf"), "").unwrap();
+    write_pactor_conf(&tmp.path().join("seeder.conf"), "");
     Swarm {
         tmp,
         repo,

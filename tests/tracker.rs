@@ -162,7 +162,7 @@ fn tracker_bed(pkgs: &[Pkg]) -> Bed {
     publish(&dir, &announce);
     let mirror = Mirror::start(&dir);
     let env = TestEnv::builder().repo("core", &[mirror.url()]).build();
-    std::fs::write(tmp.path().join("empty.conf"), "").unwrap();
+    write_pactor_conf(&tmp.path().join("empty.conf"), "");
     Bed {
         tmp,
         dir,

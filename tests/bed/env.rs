@@ -41,12 +41,14 @@ impl TestEnv {
     pub fn pactor_conf_path(&self) -> PathBuf {
         self.dir.path().join("pactor.conf")
     }
+    /// Writes this root's pactor.conf: `text` (`[options]` lines), with the state kept in the
+    /// temp dir.
     pub fn write_pactor_conf(&self, text: &str) {
-        std::fs::write(self.pactor_conf_path(), text).unwrap();
+        write_pactor_conf(&self.pactor_conf_path(), text);
     }
-    /// Where this root's pactor keeps its statistics (`$PACTOR_STATE_DIR`): never /var/lib.
+    /// This root's `StateDir`, as [`write_pactor_conf`] sets it.
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.pactor_conf_path().with_extension("state")
     }
 
     /// `pacman --config <conf> ARGS`.
@@ -56,14 +58,13 @@ impl TestEnv {
         cmd
     }
 
-    /// The built `pactor --config <conf> ARGS`, with this root's pactor.conf and state dir.
+    /// The built `pactor --config <conf> ARGS`, with this root's pactor.conf.
     pub fn pactor(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(pactor_bin());
         cmd.arg("--config")
             .arg(&self.conf)
             .args(args)
-            .env("PACTOR_CONF", self.pactor_conf_path())
-            .env("PACTOR_STATE_DIR", self.state_dir());
+            .env("PACTOR_CONF", self.pactor_conf_path());
         cmd
     }
 
@@ -137,7 +138,7 @@ impl TestEnvBuilder {
         }
         let conf_path = p.join("pacman.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        std::fs::write(p.join("pactor.conf"), "").unwrap();
+        write_pactor_conf(&p.join("pactor.conf"), "");
         if let Some(gpg) = &self.signer {
             let gpgdir = p.join("gnupg");
             let key = p.join("signer.asc");
@@ -161,6 +162,19 @@ impl TestEnvBuilder {
             conf: conf_path,
         }
     }
+}
+
+/// Writes a pactor.conf holding `text` (empty, or starting with `[options]`) plus a `StateDir`
+/// beside the file, so no test writes to /var/lib/pactor.
+pub fn write_pactor_conf(path: &Path, text: &str) {
+    let state = path.with_extension("state");
+    let text = if text.trim().is_empty() {
+        "[options]\n"
+    } else {
+        text
+    };
+    assert!(text.starts_with("[options]"), "{text}");
+    std::fs::write(path, format!("{text}\nStateDir = {}\n", state.display())).unwrap();
 }
 
 /// The built pactor: Cargo names it for integration tests; examples find it beside themselves.

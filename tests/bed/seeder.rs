@@ -25,8 +25,7 @@ pub fn free_port() -> u16 {
 }
 
 impl SeedProcess {
-    /// `pactor seed ARGS --listen 127.0.0.1:<free port> --rescan 1`, with `pactor_conf`, its
-    /// statistics in [`SeedProcess::state_dir`] of that file.
+    /// `pactor seed ARGS --listen 127.0.0.1:<free port> --rescan 1`, with `pactor_conf`.
     pub fn start(args: &[&std::ffi::OsStr], pactor_conf: &Path) -> SeedProcess {
         Self::start_with(args, pactor_conf, 1)
     }
@@ -40,7 +39,6 @@ impl SeedProcess {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--rescan", &rescan.to_string()])
             .env("PACTOR_CONF", pactor_conf)
-            .env("PACTOR_STATE_DIR", Self::state_dir(pactor_conf))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -56,12 +54,6 @@ impl SeedProcess {
             }
         });
         SeedProcess { child, port, lines }
-    }
-
-    /// Where a seeder started with `pactor_conf` keeps its statistics: beside that file, so
-    /// no test seeder ever writes to /var/lib.
-    pub fn state_dir(pactor_conf: &Path) -> std::path::PathBuf {
-        pactor_conf.with_extension("state")
     }
 
     /// The process id, for signals.
