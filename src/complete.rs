@@ -14,10 +14,13 @@ use clap_complete::env::{Bash, EnvCompleter, Fish, Zsh};
 
 use crate::cli::{self, Generate};
 
-/// The environment variable that turns a run into a completion request.
-const VAR: &str = "COMPLETE";
+/// The environment variable that turns a run into a completion request. clap's default,
+/// `COMPLETE`, is generic enough to be set for other reasons, and any value but a shell's name
+/// would make every pactor run fail.
+const VAR: &str = "PACTOR_COMPLETE";
 
-/// Answers a completion request (`COMPLETE=bash pactor -- …`) and exits; returns otherwise.
+/// Answers a completion request (`PACTOR_COMPLETE=bash pactor -- …`) and exits; returns
+/// otherwise.
 pub fn handle_request() {
     clap_complete::CompleteEnv::with_factory(cli::command)
         .var(VAR)

@@ -39,7 +39,7 @@ impl std::fmt::Display for ExitQuietly {
 impl std::error::Error for ExitQuietly {}
 
 fn main() -> ExitCode {
-    // `COMPLETE=bash pactor -- …` is the shell asking for completions: answered, then exit.
+    // `PACTOR_COMPLETE=bash pactor -- …` is the shell asking for completions: answered, then exit.
     complete::handle_request();
     match cli::classify(std::env::args_os().collect()) {
         cli::Invocation::Pacman(argv) => {

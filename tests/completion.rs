@@ -160,7 +160,7 @@ fn bash_completes_packages_groups_repos_options_and_tools() {
 fn a_broken_config_completes_nothing_and_prints_nothing() {
     let mut cmd = Command::new(pactor_bin());
     cmd.args(["--", "pactor", "--config", "/nonexistent.conf", "-S", "f"])
-        .env("COMPLETE", "bash")
+        .env("PACTOR_COMPLETE", "bash")
         .env("_CLAP_COMPLETE_INDEX", "4");
     let out = run(cmd);
     out.assert_ok();
