@@ -10,6 +10,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
+use clap_complete::engine::ArgValueCompleter;
+
+use crate::complete;
 
 /// What to do with an invocation.
 #[derive(Debug)]
@@ -26,10 +29,24 @@ pub enum Invocation {
     Pacman(Vec<OsString>),
 }
 
-/// Files generated from the command-line definition.
+/// Files generated from the command-line definition and the pactor.conf options table
+/// (`scripts/generate` writes them all; `tests/generated.rs` fails when one is stale).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Generate {
+    /// pactor(8)
     Man,
+    /// pactor-publish(8)
+    ManPublish,
+    /// pactor-seed(8)
+    ManSeed,
+    /// pactor-stats(8)
+    ManStats,
+    /// pactor.conf(5)
+    ManConf,
+    /// assets/pactor.conf
+    Conf,
+    /// The README's table of pactor.conf options
+    ReadmeOptions,
     CompleteBash,
     CompleteZsh,
     CompleteFish,
@@ -46,10 +63,11 @@ pub enum ColorWhen {
 const ABOUT: &str = "pacman -S/-Syu/-Sw that prefetches every package before the commit";
 const LONG_ABOUT: &str = "\
 pactor runs pacman's sync transaction with libalpm, exactly as pacman computes it, but fetches \
-every needed package into the pacman cache first: over HTTP from the repo's mirrors (in \
-mirrorlist order, resuming partial files, with no low-speed abort), verified against the sha256 \
-in the sync database, and moved into the cache atomically. The commit then runs with zero \
-network transfer.
+every needed package into the pacman cache first: from the BitTorrent swarm when the repo \
+publishes a torrent index, else (or when the swarm stalls) over HTTP from the repo's mirrors in \
+mirrorlist order, resuming partial files, with no low-speed abort. Every file is verified \
+against the sha256 in the sync database and moved into the cache atomically; the commit then \
+runs with zero network transfer.
 
 Every operation other than -S (and -S flags pactor does not handle, such as -Ss, -Si, -Sc) is \
 passed to pacman unchanged, so pactor can be aliased to pacman.";
@@ -78,16 +96,28 @@ pub struct Cli {
 pub enum Tool {
     /// Write <repo>.torrents (the repo's torrent index) beside <repo>.db in DIR
     Publish(PublishArgs),
-    /// Seed a published repo directory, or the pacman cache, to the swarm
+    /// Seed published repo directories, or the pacman cache, to the swarm
     Seed(SeedArgs),
+    /// Show the bytes fetched from peers and mirrors and the bytes uploaded, per run and in total
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    /// Print the statistics as JSON, for scripts
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub pactor_conf: PactorConf,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct SeedArgs {
-    /// A published repo directory (with <repo>.torrents from `pactor publish`); without it,
-    /// the pacman cache is seeded: only files whose sha256 matches a sync database entry
+    /// A published repo directory (with <repo>.torrents from `pactor publish`); can be used
+    /// more than once. Without it, the pacman cache is seeded: only files whose sha256 matches
+    /// a sync database entry
     #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    pub dir: Vec<PathBuf>,
     /// The pacman configuration whose cache and databases are used without --dir
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -100,7 +130,7 @@ pub struct SeedArgs {
     /// Most peers per torrent
     #[arg(long, value_name = "N")]
     pub peer_limit: Option<usize>,
-    /// Seconds between rescans of DIR for new and removed files
+    /// Seconds between rescans for new and removed files (SIGHUP rescans at once)
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub rescan: u64,
     #[command(flatten)]
@@ -160,10 +190,10 @@ pub struct SyncArgs {
     #[arg(long, value_name = "GLOB")]
     pub overwrite: Vec<String>,
     /// Ignore a package upgrade (can be used more than once; comma-separated)
-    #[arg(long, value_name = "PKG", value_delimiter = ',')]
+    #[arg(long, value_name = "PKG", value_delimiter = ',', add = ArgValueCompleter::new(complete::packages))]
     pub ignore: Vec<String>,
     /// Ignore a group upgrade (can be used more than once; comma-separated)
-    #[arg(long, value_name = "GRP", value_delimiter = ',')]
+    #[arg(long, value_name = "GRP", value_delimiter = ',', add = ArgValueCompleter::new(complete::groups))]
     pub ignoregroup: Vec<String>,
     /// Do not ask for any confirmation
     #[arg(long, overrides_with = "confirm")]
@@ -204,12 +234,12 @@ pub struct SyncArgs {
     /// Do not show progress bars
     #[arg(long)]
     pub noprogressbar: bool,
-    /// Show less information
+    /// Show less information (no download summary line)
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Be verbose
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
+    /// Be verbose (print the paths in use first, as pacman does)
+    #[arg(short = 'v', long, action = ArgAction::Count)]
+    pub verbose: u8,
     /// Display debug messages (pactor's tracing output and alpm's debug log)
     #[arg(long)]
     pub debug: bool,
@@ -222,7 +252,7 @@ pub struct SyncArgs {
     #[arg(long, action = ArgAction::Version)]
     pub version: Option<bool>,
     /// Packages, groups, provisions (foo>=1.2) or repo/package
-    #[arg(value_name = "TARGET")]
+    #[arg(value_name = "TARGET", add = ArgValueCompleter::new(complete::targets))]
     pub targets: Vec<String>,
 }
 
@@ -252,7 +282,7 @@ pub fn command() -> clap::Command {
 }
 
 /// pactor's own tools are named by their first argument.
-const TOOLS: [&str; 2] = ["publish", "seed"];
+const TOOLS: [&str; 3] = ["publish", "seed", "stats"];
 
 /// Decides who handles `argv` (which includes the program name).
 pub fn classify(argv: Vec<OsString>) -> Invocation {
@@ -328,22 +358,6 @@ fn operations(args: &[OsString]) -> Vec<char> {
     }
     ops.dedup();
     ops
-}
-
-/// Writes the man page or a completion script generated from [`command`].
-pub fn generate(kind: Generate, out: &mut dyn std::io::Write) {
-    use clap_complete::Shell;
-    let mut cmd = command();
-    let shell = match kind {
-        Generate::Man => {
-            let _ = clap_mangen::Man::new(cmd).section("8").render(out);
-            return;
-        }
-        Generate::CompleteBash => Shell::Bash,
-        Generate::CompleteZsh => Shell::Zsh,
-        Generate::CompleteFish => Shell::Fish,
-    };
-    clap_complete::generate(shell, &mut cmd, "pactor", out);
 }
 
 #[cfg(test)]

@@ -43,15 +43,20 @@ pub struct Settings {
     pub listen_port: u16,
     pub dht: bool,
     pub lsd: bool,
-    /// A swarm that delivers nothing for this long hands the file to the mirrors.
+    /// A swarm that delivers nothing for this long, or after this long runs far slower than
+    /// the mirrors, is joined by them.
     pub stall_timeout: Duration,
     pub max_upload_rate: Option<u32>,
     pub max_download_rate: Option<u32>,
     /// Keep serving just-fetched files to peers while the commit runs.
     pub seed_while_installing: bool,
-    /// pactor's own state (the seeder's record of proven files), like pacman's DBPath.
+    /// pactor's own state (the transfer statistics, the seeder's record of proven files), like
+    /// pacman's DBPath.
     pub state_dir: PathBuf,
 }
+
+/// Where pactor keeps its own state unless `StateDir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/pactor";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -69,9 +74,271 @@ impl Default for Settings {
             max_upload_rate: None,
             max_download_rate: None,
             seed_while_installing: true,
-            state_dir: PathBuf::from("/var/lib/pactor"),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
+}
+
+/// A group of options, as pactor.conf and pactor.conf(5) present them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Mirrors,
+    Swarm,
+    State,
+}
+
+impl Group {
+    pub const ALL: [Group; 3] = [Group::Mirrors, Group::Swarm, Group::State];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::Mirrors => "Mirrors (the HTTP fallback and repos without a torrent index)",
+            Group::Swarm => "The swarm",
+            Group::State => "State",
+        }
+    }
+}
+
+/// One option of pactor.conf. This table is the only definition: the parser applies it, and
+/// `assets/pactor.conf`, pactor.conf(5) and the README's table are generated from it (tests
+/// fail when the committed copies differ), so the documentation cannot drift from the code.
+pub struct ConfOption {
+    pub name: &'static str,
+    /// The value's placeholder (`SECONDS`, `URL`); `None` for a flag (`DHT`, `DHT = no`).
+    pub value: Option<&'static str>,
+    /// The default, as the README and the man page state it.
+    pub default: &'static str,
+    /// The commented-out line(s) in the shipped pactor.conf: the default, or an example.
+    pub sample: &'static str,
+    pub repeatable: bool,
+    pub group: Group,
+    /// One line for the README's table.
+    pub summary: &'static str,
+    /// The full description (pactor.conf's comments, the man page).
+    pub doc: &'static str,
+    apply: fn(&mut Settings, Option<&str>) -> Result<(), String>,
+}
+
+/// Every option pactor.conf accepts, in the order the documentation lists them.
+pub const OPTIONS: &[ConfOption] = &[
+    ConfOption {
+        name: "ConnectTimeout",
+        value: Some("SECONDS"),
+        default: "10",
+        sample: "ConnectTimeout = 10",
+        repeatable: false,
+        group: Group::Mirrors,
+        summary: "seconds to wait for a mirror to accept a connection before trying the next",
+        doc: "Seconds to wait for a mirror to accept a connection before trying the next mirror.",
+        apply: |s, v| {
+            s.connect_timeout = seconds(required(v)?)?;
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "IdleTimeout",
+        value: Some("SECONDS"),
+        default: "30",
+        sample: "IdleTimeout = 30",
+        repeatable: false,
+        group: Group::Mirrors,
+        summary: "seconds a mirror may send nothing before the next mirror is tried (no low-speed abort)",
+        doc: "Seconds a mirror may send nothing at all before the next mirror is tried. pactor \
+              has no low-speed abort: a slow but moving transfer is never dropped.",
+        apply: |s, v| {
+            s.idle_timeout = seconds(required(v)?)?;
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "ParallelDownloads",
+        value: Some("N"),
+        default: "pacman.conf's ParallelDownloads",
+        sample: "ParallelDownloads = 5",
+        repeatable: false,
+        group: Group::Mirrors,
+        summary: "files downloaded at once",
+        doc: "Files downloaded at once, from 1 to 64.",
+        apply: |s, v| {
+            let n = required(v)?
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or("ParallelDownloads must be 1 to 64")?;
+            s.parallel_downloads = Some(n);
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "TorrentIndex",
+        value: Some("URL"),
+        default: "<server>/<repo>.torrents on the repo's own servers",
+        sample: "TorrentIndex = https://seedbox.example.org/$repo/os/$arch/$repo.torrents",
+        repeatable: true,
+        group: Group::Swarm,
+        summary: "URL of `<repo>.torrents`, with `$repo`/`$arch`; repeatable",
+        doc: "Where to fetch each repo's torrent index (<repo>.torrents); $repo and $arch are \
+              expanded. Tried in order.",
+        apply: |s, v| {
+            s.torrent_indexes.push(required(v)?.to_owned());
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "Tracker",
+        value: Some("URL"),
+        default: "none",
+        sample: "Tracker = http://tracker.example.org:6969/announce",
+        repeatable: true,
+        group: Group::Swarm,
+        summary: "extra announce URLs; repeatable",
+        doc: "A tracker announced to, in addition to those the index names.",
+        apply: |s, v| {
+            s.trackers.push(required(v)?.to_owned());
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "Peer",
+        value: Some("HOST:PORT"),
+        default: "none",
+        sample: "Peer = seedbox.lan:6881",
+        repeatable: true,
+        group: Group::Swarm,
+        summary: "`host:port` of peers always tried (a LAN seedbox); repeatable",
+        doc: "A peer always tried, as HOST:PORT: a LAN seedbox, a CI cache.",
+        apply: |s, v| {
+            s.peers.push(required(v)?.to_owned());
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "ListenPort",
+        value: Some("PORT"),
+        default: "0",
+        sample: "ListenPort = 0",
+        repeatable: false,
+        group: Group::Swarm,
+        summary: "port for incoming peers",
+        doc: "Port for incoming peers, while seeding during an install and for pactor seed. 0 \
+              picks a free port (pactor seed then uses 6881).",
+        apply: |s, v| {
+            s.listen_port = required(v)?
+                .parse()
+                .map_err(|_| "ListenPort must be 0 to 65535")?;
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "DHT",
+        value: None,
+        default: "off",
+        sample: "DHT",
+        repeatable: false,
+        group: Group::Swarm,
+        summary: "the distributed hash table",
+        doc: "Find peers through the BitTorrent distributed hash table.",
+        apply: |s, v| {
+            s.dht = flag(v)?;
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "LSD",
+        value: None,
+        default: "off",
+        sample: "LSD",
+        repeatable: false,
+        group: Group::Swarm,
+        summary: "local service discovery (multicast on the LAN)",
+        doc: "Find peers on the LAN through local service discovery (multicast).",
+        apply: |s, v| {
+            s.lsd = flag(v)?;
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "StallTimeout",
+        value: Some("SECONDS"),
+        default: "5",
+        sample: "StallTimeout = 5",
+        repeatable: false,
+        group: Group::Swarm,
+        summary: "seconds without data from the swarm (or far below the mirrors' speed) before \
+                  the mirrors join in",
+        doc: "A swarm that delivers nothing for this many seconds, or after that long still \
+              runs far slower than the mirrors, is joined by them: the first good copy wins.",
+        apply: |s, v| {
+            s.stall_timeout = seconds(required(v)?)?;
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "MaxUploadRate",
+        value: Some("RATE"),
+        default: "unlimited",
+        sample: "MaxUploadRate = 20M",
+        repeatable: false,
+        group: Group::Swarm,
+        summary: "bytes per second, `K`/`M`/`G` suffixes, at least 16K",
+        doc: "Upload limit in bytes per second (K, M, G suffixes; at least 16K).",
+        apply: |s, v| {
+            s.max_upload_rate = Some(rate(required(v)?)?);
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "MaxDownloadRate",
+        value: Some("RATE"),
+        default: "unlimited",
+        sample: "MaxDownloadRate = 50M",
+        repeatable: false,
+        group: Group::Swarm,
+        summary: "bytes per second from the swarm, like `MaxUploadRate`",
+        doc: "Download limit for the swarm in bytes per second (K, M, G suffixes; at least \
+              16K).",
+        apply: |s, v| {
+            s.max_download_rate = Some(rate(required(v)?)?);
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "SeedWhileInstalling",
+        value: None,
+        default: "yes",
+        sample: "SeedWhileInstalling = yes",
+        repeatable: false,
+        group: Group::Swarm,
+        summary: "keep serving the just-fetched files while the commit runs",
+        doc: "Keep serving the files just fetched to other peers while the commit runs.",
+        apply: |s, v| {
+            s.seed_while_installing = flag(v)?;
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "StateDir",
+        value: Some("DIR"),
+        default: DEFAULT_STATE_DIR,
+        sample: "StateDir = /var/lib/pactor",
+        repeatable: false,
+        group: Group::State,
+        summary: "pactor's own state: the transfer statistics `pactor stats` reads, the \
+                  seeder's record of files it proved (so a restart reads nothing again)",
+        doc: "Where pactor keeps its own state: the transfer statistics (stats.json) that \
+              pactor stats reads, and the seeder's record of the files it proved, so a \
+              restarted seeder does not read them all again. pactor -S (as root) and pactor \
+              seed (as the pactor user) both write there.",
+        apply: |s, v| {
+            s.state_dir = PathBuf::from(required(v)?);
+            Ok(())
+        },
+    },
+];
+
+/// The value of an option that takes one (the parser has checked it is there).
+fn required(value: Option<&str>) -> Result<&str, String> {
+    value.ok_or_else(|| "needs a value".to_owned())
 }
 
 impl Settings {
@@ -106,45 +373,16 @@ impl Settings {
             if entry.section != "options" {
                 return Err(syntax(format!("unknown section '{}'", entry.section)));
             }
-            let value = || {
-                entry
-                    .value
-                    .ok_or_else(|| syntax(format!("option '{}' needs a value", entry.key)))
-            };
-            match entry.key {
-                "ConnectTimeout" => settings.connect_timeout = seconds(value()?).map_err(syntax)?,
-                "IdleTimeout" => settings.idle_timeout = seconds(value()?).map_err(syntax)?,
-                "ParallelDownloads" => {
-                    let n = value()?
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=64).contains(n))
-                        .ok_or_else(|| syntax("ParallelDownloads must be 1 to 64".into()))?;
-                    settings.parallel_downloads = Some(n);
+            match OPTIONS.iter().find(|o| o.name == entry.key) {
+                Some(option) if option.value.is_some() && entry.value.is_none() => {
+                    return Err(syntax(format!("option '{}' needs a value", entry.key)));
                 }
-                "TorrentIndex" => settings.torrent_indexes.push(value()?.to_owned()),
-                "Tracker" => settings.trackers.push(value()?.to_owned()),
-                "Peer" => settings.peers.push(value()?.to_owned()),
-                "ListenPort" => {
-                    settings.listen_port = value()?
-                        .parse()
-                        .map_err(|_| syntax("ListenPort must be 0 to 65535".into()))?;
-                }
-                "DHT" => settings.dht = flag(entry.value).map_err(syntax)?,
-                "LSD" => settings.lsd = flag(entry.value).map_err(syntax)?,
-                "SeedWhileInstalling" => {
-                    settings.seed_while_installing = flag(entry.value).map_err(syntax)?
-                }
-                "StateDir" => settings.state_dir = PathBuf::from(value()?),
-                "StallTimeout" => settings.stall_timeout = seconds(value()?).map_err(syntax)?,
-                "MaxUploadRate" => settings.max_upload_rate = Some(rate(value()?).map_err(syntax)?),
-                "MaxDownloadRate" => {
-                    settings.max_download_rate = Some(rate(value()?).map_err(syntax)?)
-                }
-                other => tracing::warn!(
-                    "{}:{}: unknown option '{other}' ignored",
+                Some(option) => (option.apply)(&mut settings, entry.value).map_err(syntax)?,
+                None => tracing::warn!(
+                    "{}:{}: unknown option '{}' ignored",
                     path.display(),
-                    entry.line
+                    entry.line,
+                    entry.key
                 ),
             }
         }

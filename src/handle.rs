@@ -79,19 +79,53 @@ impl PacmanConfig {
     }
 
     pub fn alpm(&self) -> Result<Alpm> {
-        let mut alpm = alpm_utils::alpm_with_conf(&self.conf).map_err(|e| {
+        let init_error = |e: alpm::Error| {
             anyhow::anyhow!(
                 "failed to initialize alpm library:\n({}: {})",
                 e,
                 self.conf.db_path
             )
-        })?;
+        };
+        let mut alpm = Alpm::new(&*self.conf.root_dir, &*self.conf.db_path).map_err(init_error)?;
+        // libalpm starts with its system hook directory (<root>/usr/share/libalpm/hooks/, where
+        // packages install their hooks); alpm-utils replaces the list with HookDir alone, so
+        // it is put back in front, as pacman adds HookDir to it.
+        let system_hooks: Vec<String> = alpm.hookdirs().iter().map(str::to_owned).collect();
+        alpm_utils::configure_alpm(&mut alpm, &self.conf).map_err(init_error)?;
+        alpm.set_hookdirs(system_hooks.iter().chain(self.conf.hook_dir.iter()))
+            .context("failed to set HookDir")?;
         // alpm-utils sets IgnorePkg twice and IgnoreGroup never.
         alpm.set_ignoregroups(self.conf.ignore_group.iter())
             .context("failed to set IgnoreGroup")?;
         Ok(alpm)
     }
 }
+
+/// pacman's `--verbose` preamble: the paths in use and the targets, in pacman's layout.
+pub fn print_paths(alpm: &Alpm, args: &SyncArgs) {
+    let list = |items: Vec<&str>| items.iter().map(|i| format!("{i}  ")).collect::<String>();
+    let conf = args
+        .config
+        .as_deref()
+        .unwrap_or(Path::new(DEFAULT_PACMAN_CONF));
+    println!("Root      : {}", alpm.root());
+    println!("Conf File : {}", conf.display());
+    println!("DB Path   : {}", alpm.dbpath());
+    println!("Cache Dirs: {}", list(alpm.cachedirs().iter().collect()));
+    println!("Hook Dirs : {}", list(alpm.hookdirs().iter().collect()));
+    println!("Lock File : {}", alpm.lockfile());
+    println!("Log File  : {}", alpm.logfile().unwrap_or_default());
+    println!("GPG Dir   : {}", alpm.gpgdir().unwrap_or_default());
+    let targets = if args.targets.is_empty() {
+        "None".to_owned()
+    } else {
+        args.targets.join("  ")
+    };
+    println!("{} {targets}", console::style("Targets   :").bold());
+}
+
+/// pacman's compiled-in configuration file.
+const DEFAULT_PACMAN_CONF: &str = "/etc/pacman.conf";
 
 /// The transaction flags the command line asks for.
 pub fn trans_flags(args: &SyncArgs) -> TransFlag {

@@ -4,7 +4,9 @@ mod atomic_write;
 mod callbacks;
 mod cli;
 mod commit;
+mod complete;
 mod config;
+mod generate;
 mod handle;
 mod http;
 mod index;
@@ -17,6 +19,7 @@ mod progress;
 mod proven;
 mod publish;
 mod seed;
+mod stats;
 mod swarm;
 mod sync;
 mod torrent;
@@ -38,6 +41,8 @@ impl std::fmt::Display for ExitQuietly {
 impl std::error::Error for ExitQuietly {}
 
 fn main() -> ExitCode {
+    // `PACTOR_COMPLETE=bash pactor -- …` is the shell asking for completions: answered, then exit.
+    complete::handle_request();
     match cli::classify(std::env::args_os().collect()) {
         cli::Invocation::Pacman(argv) => {
             let err = passthrough::exec_pacman(&argv);
@@ -51,13 +56,21 @@ fn main() -> ExitCode {
             let _ = e.print();
             ExitCode::from(if e.use_stderr() { 1 } else { 0 })
         }
-        cli::Invocation::Tool(cli::Tool::Publish(args)) => report(publish::run(&args)),
-        cli::Invocation::Tool(cli::Tool::Seed(args)) => report(seed::run(&args)),
-        cli::Invocation::Generate(kind) => {
-            cli::generate(kind, &mut std::io::stdout());
-            ExitCode::SUCCESS
+        cli::Invocation::Tool(tool) => {
+            ui::init_tracing(false);
+            report(match tool {
+                cli::Tool::Publish(args) => publish::run(&args),
+                cli::Tool::Seed(args) => seed::run(&args),
+                cli::Tool::Stats(args) => stats::run(&args),
+            })
         }
-        cli::Invocation::Sync(args) => report(sync::run(*args)),
+        cli::Invocation::Generate(kind) => {
+            report(generate::write(kind, &mut std::io::stdout().lock()).map_err(Into::into))
+        }
+        cli::Invocation::Sync(args) => {
+            ui::init_tracing(args.debug);
+            report(sync::run(*args))
+        }
     }
 }
 
@@ -68,6 +81,13 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     };
     if let Some(quiet) = e.downcast_ref::<ExitQuietly>() {
         return ExitCode::from(quiet.0);
+    }
+    // `pactor stats | head`: the reader left; nothing to report.
+    if e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    {
+        return ExitCode::SUCCESS;
     }
     let messages: Vec<String> = e.chain().map(ToString::to_string).collect();
     ui::error(&messages.join(": "));

@@ -102,10 +102,13 @@ impl DownloadProgress {
         }
     }
 
-    /// The closing line: how much, from where, how fast.
+    /// The closing line: how much, from where, how fast (not with `--quiet`).
     pub fn finish(self, from_peers: u64, from_mirrors: u64) {
         if let Some(total) = &self.total {
             total.finish_and_clear();
+        }
+        if Ui::get().quiet {
+            return;
         }
         let bytes = from_peers + from_mirrors;
         let secs = self.started.elapsed().as_secs_f64().max(0.001);

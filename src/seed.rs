@@ -2,7 +2,9 @@
 //! every file listed in its `<repo>.torrents` whose bytes give the listed infohash. Without it
 //! it serves the local pacman cache: only files whose sha256 matches an entry of the current
 //! sync databases, never another file of the cache, never through a symlink. Either way files
-//! are read-only to it, and it rescans so new and removed files are picked up without a restart.
+//! are read-only to it, and it rescans so new and removed files are picked up without a restart:
+//! every `--rescan` seconds, and at once on SIGHUP (which the pacman hook has systemd send after
+//! each transaction). Its upload total goes to the statistics every minute and at exit.
 //! A file is read once: what was proven is recorded in `StateDir` ([`Proven`]), so a restart
 //! over many gigabytes does not hash them again.
 
@@ -12,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::SeedArgs;
 use crate::config;
@@ -19,15 +22,19 @@ use crate::handle::PacmanConfig;
 use crate::index::Index;
 use crate::interrupt::Interrupt;
 use crate::proven::{self, Identity, Proof, Proven};
+use crate::stats;
 use crate::swarm::{Handle, Swarm, SwarmConfig};
 use crate::torrent::InfoHash;
 use crate::ui;
 
-/// What is seeded: a published directory or the pacman cache.
+/// What is seeded: published directories or the pacman cache.
 enum Catalog {
-    Dir(PathBuf),
+    Dirs(Vec<PathBuf>),
     Cache(Box<PacmanConfig>),
 }
+
+/// The longest the upload total goes unrecorded while the seeder runs.
+const STATS_FLUSH: Duration = Duration::from_secs(60);
 
 /// What a file's bytes must give before they are offered to anyone.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -53,9 +60,10 @@ struct Seeded {
 
 pub fn run(args: &SeedArgs) -> Result<()> {
     let settings = args.pactor_conf.load()?;
-    let catalog = match &args.dir {
-        Some(dir) => Catalog::Dir(dir.clone()),
-        None => Catalog::Cache(Box::new(PacmanConfig::read(args.config.as_deref(), None)?)),
+    let catalog = if args.dir.is_empty() {
+        Catalog::Cache(Box::new(PacmanConfig::read(args.config.as_deref(), None)?))
+    } else {
+        Catalog::Dirs(args.dir.clone())
     };
     let upload_bps = match &args.upload_rate {
         Some(rate) => Some(config::rate(rate).map_err(|e| anyhow::anyhow!("--upload-rate: {e}"))?),
@@ -70,8 +78,8 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         SocketAddr::from(([0, 0, 0, 0], port))
     });
     let mut trackers = settings.trackers.clone();
-    if let Catalog::Dir(dir) = &catalog {
-        for index in read_indexes(dir) {
+    if let Catalog::Dirs(dirs) = &catalog {
+        for index in dirs.iter().flat_map(|dir| read_indexes(dir)) {
             trackers.extend(index.trackers);
         }
     }
@@ -87,18 +95,26 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         peer_limit: args.peer_limit,
     };
     let label = match &catalog {
-        Catalog::Dir(dir) => dir.display().to_string(),
+        Catalog::Dirs(dirs) => dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         Catalog::Cache(pacman) => pacman.conf.cache_dir.join(", "),
     };
+    let mut recorder = stats::SeedRecorder::new(settings.state_dir.clone());
+    let rescan_every = Duration::from_secs(args.rescan.max(1));
     let runtime = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
     runtime.block_on(async {
         let interrupt = Interrupt::listen()?;
+        let mut hangup = signal(SignalKind::hangup()).context("could not watch SIGHUP")?;
         let swarm = Swarm::start(&config, &std::env::temp_dir()).await?;
         let mut seeded: HashMap<String, Seeded> = HashMap::new();
         let mut rejected: HashMap<PathBuf, Identity> = HashMap::new();
         let mut proven = Proven::load(&settings.state_dir, &label);
         let mut save_failed = false;
-        loop {
+        let mut flush = tokio::time::interval(rescan_every.min(STATS_FLUSH));
+        'run: loop {
             match wanted(&catalog) {
                 Ok(wanted) => {
                     rescan(&swarm, wanted, &mut seeded, &mut rejected, &mut proven).await;
@@ -117,11 +133,21 @@ pub fn run(args: &SeedArgs) -> Result<()> {
                 ":: seeding {} files from {label} on {listen}",
                 seeded.len()
             ));
-            tokio::select! {
-                _ = interrupt.wait() => break,
-                _ = tokio::time::sleep(Duration::from_secs(args.rescan.max(1))) => {}
+            let next_rescan = tokio::time::sleep(rescan_every);
+            tokio::pin!(next_rescan);
+            loop {
+                tokio::select! {
+                    _ = interrupt.wait() => break 'run,
+                    _ = &mut next_rescan => break,
+                    _ = hangup.recv() => {
+                        say(":: rescanning (SIGHUP)");
+                        break;
+                    }
+                    _ = flush.tick() => recorder.flush(swarm.uploaded_bytes()),
+                }
             }
         }
+        recorder.flush(swarm.uploaded_bytes());
         swarm.stop().await;
         anyhow::Ok(())
     })
@@ -131,18 +157,17 @@ pub fn run(args: &SeedArgs) -> Result<()> {
 fn wanted(catalog: &Catalog) -> Result<HashMap<String, Wanted>> {
     let mut out = HashMap::new();
     match catalog {
-        Catalog::Dir(dir) => {
-            for index in read_indexes(dir) {
-                for (name, entry) in index.files {
-                    let proof = Expected::InfoHash(entry.info_hash);
-                    out.insert(
-                        name,
-                        Wanted {
+        Catalog::Dirs(dirs) => {
+            for dir in dirs {
+                for index in read_indexes(dir) {
+                    for (name, entry) in index.files {
+                        let proof = Expected::InfoHash(entry.info_hash);
+                        out.entry(name).or_insert(Wanted {
                             dir: dir.clone(),
                             size: entry.size,
                             proof,
-                        },
-                    );
+                        });
+                    }
                 }
             }
         }

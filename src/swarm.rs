@@ -159,6 +159,11 @@ impl Swarm {
     pub async fn stop(&self) {
         self.session.stop().await;
     }
+
+    /// Bytes uploaded to peers since the session started, forgotten torrents included.
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.session.stats_snapshot().counters.uploaded_bytes
+    }
 }
 
 fn urlencode(s: &str) -> String {

@@ -14,24 +14,25 @@ use crate::prefetch::{Prefetch, SwarmPlan};
 use crate::swarm::SwarmConfig;
 use crate::transaction::{self, Planned};
 use crate::ui::{self, Ui};
-use crate::{ExitQuietly, callbacks, commit};
+use crate::{ExitQuietly, callbacks, commit, stats};
 
 pub fn run(args: SyncArgs) -> Result<()> {
-    init_tracing(args.debug);
     let settings = args.pactor_conf.load()?;
-    let pacman = PacmanConfig::load(&args)?;
-    Ui::init(
-        args.color,
-        pacman.conf.color,
-        args.noprogressbar,
-        args.noconfirm && !args.confirm,
+    tracing::debug!(
+        "settings from {}: {settings:?}",
+        args.pactor_conf.path.display()
     );
+    let pacman = PacmanConfig::load(&args)?;
+    Ui::init(&args, pacman.conf.color);
 
     if args.targets.is_empty() && args.sysupgrade == 0 && args.refresh == 0 {
         bail!("no targets specified (use -h for help)");
     }
     let mut alpm = pacman.alpm()?;
     callbacks::install(&alpm, args.debug);
+    if args.verbose > 0 {
+        handle::print_paths(&alpm, &args);
+    }
     if !args.overwrite.is_empty() {
         alpm.set_overwrite_files(args.overwrite.iter())?;
     }
@@ -95,17 +96,22 @@ pub fn run(args: SyncArgs) -> Result<()> {
             stall: settings.stall_timeout,
         },
     };
-    let (_, swarm) = runtime.block_on(prefetch.run(&files))?;
+    let (report, swarm) = runtime.block_on(prefetch.run(&files))?;
+    let state_dir = settings.state_dir.clone();
+    let uploaded = swarm.as_ref().map_or(0, |s| s.uploaded_bytes());
     let swarm = swarm.filter(|_| settings.seed_while_installing && !args.download_only);
     if args.download_only {
+        stats::record_prefetch(&state_dir, &report, uploaded);
         return Ok(());
     }
 
     // Commit: offline by construction. The swarm (if any) keeps seeding on the runtime's threads.
     let committed = commit::commit(&mut alpm, pacman.cache_dirs());
+    let uploaded = swarm.as_ref().map_or(uploaded, |s| s.uploaded_bytes());
     if let Some(swarm) = swarm {
         runtime.block_on(swarm.stop());
     }
+    stats::record_prefetch(&state_dir, &report, uploaded);
     committed
 }
 
@@ -154,17 +160,4 @@ fn lock_error(alpm: &alpm::Alpm, e: alpm::Error) -> anyhow::Error {
         );
     }
     anyhow!(ExitQuietly(1))
-}
-
-fn init_tracing(debug: bool) {
-    let filter = if debug { "pactor=debug" } else { "pactor=warn" };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PACTOR_LOG")
-                .unwrap_or_else(|_| filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .try_init();
 }

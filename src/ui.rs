@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use console::style;
 
-use crate::cli::ColorWhen;
+use crate::cli::{ColorWhen, SyncArgs};
 
 /// How pactor talks to the user; fixed once at start-up.
 #[derive(Debug, Clone, Copy)]
@@ -14,24 +14,28 @@ pub struct Ui {
     /// Progress bars only on a terminal, and never with `--noprogressbar`.
     pub progress_bars: bool,
     pub noconfirm: bool,
+    /// `--quiet`: pactor's own extra lines (the download summary) are left out.
+    pub quiet: bool,
 }
 
 static UI: OnceLock<Ui> = OnceLock::new();
 
 impl Ui {
-    pub fn init(when: Option<ColorWhen>, pacman_color: bool, noprogressbar: bool, noconfirm: bool) {
+    /// Fixes colours, progress bars and prompts from the command line and pacman.conf's `Color`.
+    pub fn init(args: &SyncArgs, pacman_color: bool) {
         let tty = std::io::stdout().is_terminal();
-        let color = match when {
-            Some(ColorWhen::Always) => true,
-            Some(ColorWhen::Never) => false,
-            Some(ColorWhen::Auto) => tty && std::env::var_os("NO_COLOR").is_none(),
-            None => pacman_color && tty && std::env::var_os("NO_COLOR").is_none(),
-        };
+        let color = use_color(
+            args.color,
+            pacman_color,
+            tty,
+            std::env::var_os("NO_COLOR").is_some(),
+        );
         console::set_colors_enabled(color);
         console::set_colors_enabled_stderr(color);
         let ui = Ui {
-            progress_bars: tty && !noprogressbar,
-            noconfirm,
+            progress_bars: tty && !args.noprogressbar,
+            noconfirm: args.noconfirm && !args.confirm,
+            quiet: args.quiet,
         };
         let _ = UI.set(ui);
     }
@@ -40,13 +44,73 @@ impl Ui {
         *UI.get_or_init(|| Ui {
             progress_bars: false,
             noconfirm: false,
+            quiet: false,
         })
+    }
+}
+
+/// `--color` decides; without it, pacman.conf's `Color` turns colour on for a terminal, and
+/// `NO_COLOR` turns it off (pacman has `Color` act on a terminal only too).
+fn use_color(when: Option<ColorWhen>, pacman_color: bool, tty: bool, no_color: bool) -> bool {
+    match when {
+        Some(ColorWhen::Always) => true,
+        Some(ColorWhen::Never) => false,
+        Some(ColorWhen::Auto) => tty && !no_color,
+        None => pacman_color && tty && !no_color,
+    }
+}
+
+/// Diagnostics through `tracing`, on stderr in pacman's words (`debug: …`, `warning: …`).
+/// `--debug` shows pactor's debug events; `$PACTOR_LOG` takes any filter (`librqbit=debug`).
+pub fn init_tracing(debug: bool) {
+    let filter = if debug { "pactor=debug" } else { "pactor=warn" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PACTOR_LOG")
+                .unwrap_or_else(|_| filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .event_format(PacmanFormat)
+        .try_init();
+}
+
+/// Formats an event as pacman prints its log: `level: message`.
+struct PacmanFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for PacmanFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        let level = match *meta.level() {
+            tracing::Level::ERROR => style("error:").bold().red(),
+            tracing::Level::WARN => style("warning:").bold().yellow(),
+            _ => style("debug:"),
+        };
+        write!(writer, "{level} ")?;
+        if !meta.target().starts_with("pactor") {
+            write!(writer, "{}: ", meta.target())?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
     }
 }
 
 /// `:: text` in bold, as pacman announces a phase.
 pub fn section(text: &str) {
-    println!("{} {}", style("::").bold().blue(), style(text).bold());
+    println!("{}", section_line(text));
+}
+
+/// The `:: text` line, for output assembled before it is printed.
+pub fn section_line(text: &str) -> String {
+    format!("{} {}", style("::").bold().blue(), style(text).bold())
 }
 
 pub fn error(text: &str) {
@@ -170,6 +234,29 @@ fn read_line() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_follows_the_flag_then_no_color_then_pacman_conf() {
+        use ColorWhen::*;
+        // (--color, pacman.conf Color, terminal, NO_COLOR) -> colour
+        for (when, pacman, tty, no_color, expected) in [
+            (Some(Always), false, false, true, true),
+            (Some(Never), true, true, false, false),
+            (Some(Auto), false, true, false, true),
+            (Some(Auto), false, true, true, false),
+            (Some(Auto), true, false, false, false),
+            (None, true, true, false, true),
+            (None, true, true, true, false),
+            (None, true, false, false, false),
+            (None, false, true, false, false),
+        ] {
+            assert_eq!(
+                use_color(when, pacman, tty, no_color),
+                expected,
+                "{when:?} Color={pacman} tty={tty} NO_COLOR={no_color}"
+            );
+        }
+    }
 
     #[test]
     fn sizes_read_like_pacmans() {

@@ -46,6 +46,10 @@ impl TestEnv {
     pub fn write_pactor_conf(&self, text: &str) {
         write_pactor_conf(&self.pactor_conf_path(), text);
     }
+    /// This root's `StateDir`, as [`write_pactor_conf`] sets it.
+    pub fn state_dir(&self) -> PathBuf {
+        self.pactor_conf_path().with_extension("state")
+    }
 
     /// `pacman --config <conf> ARGS`.
     pub fn pacman(&self, args: &[&str]) -> Command {

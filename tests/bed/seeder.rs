@@ -27,11 +27,17 @@ pub fn free_port() -> u16 {
 impl SeedProcess {
     /// `pactor seed ARGS --listen 127.0.0.1:<free port> --rescan 1`, with `pactor_conf`.
     pub fn start(args: &[&std::ffi::OsStr], pactor_conf: &Path) -> SeedProcess {
+        Self::start_with(args, pactor_conf, 1)
+    }
+
+    /// As [`SeedProcess::start`], rescanning every `rescan` seconds.
+    pub fn start_with(args: &[&std::ffi::OsStr], pactor_conf: &Path, rescan: u64) -> SeedProcess {
         let port = free_port();
         let mut child = Command::new(pactor_bin())
             .arg("seed")
             .args(args)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--rescan", "1"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--rescan", &rescan.to_string()])
             .env("PACTOR_CONF", pactor_conf)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -48,6 +54,31 @@ impl SeedProcess {
             }
         });
         SeedProcess { child, port, lines }
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (without waiting).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Sends `signal` and waits (30 s at most) for the seeder to exit; returns its exit code.
+    pub fn stop_with(&mut self, signal: i32) -> Option<i32> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the seeder did not exit after signal {signal}");
     }
 
     /// Seeds a published directory.
@@ -88,6 +119,19 @@ impl SeedProcess {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
             .and_then(|n| n.trim().parse().ok())
             .expect("the counter in /proc/PID/io")
+    }
+
+    /// The first status line within `timeout` that satisfies `wanted`, if any.
+    pub fn line_within(&self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
     }
 
     /// Waits until the seeder reports at least `files` files live, and returns the line.

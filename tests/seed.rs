@@ -1,0 +1,108 @@
+//! `pactor seed` as the systemd unit and the pacman hook use it: SIGHUP rescans at once (the
+//! hook's reload), several published directories from one process and one port. Loopback only;
+//! DHT and LSD off.
+
+mod bed;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use bed::*;
+
+fn publish(dir: &Path) {
+    let mut cmd = Command::new(pactor_bin());
+    cmd.arg("publish").arg(dir);
+    run(cmd).assert_ok();
+}
+
+#[test]
+fn sighup_rescans_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let mut repo = Repo::new(&dir, "core");
+    repo.add(&[
+        Pkg::new("foo", "1.0-1").payload(400_000),
+        Pkg::new("bar", "1.0-1").payload(100_000),
+    ]);
+    publish(&dir);
+    let conf = tmp.path().join("seeder.conf");
+    write_pactor_conf(&conf, "");
+    // An hour between rescans: only the signal can make it look again.
+    let seeder = SeedProcess::start_with(&["--dir".as_ref(), dir.as_os_str()], &conf, 3600);
+    seeder.wait_seeding(2);
+
+    repo.add(&[Pkg::new("foo", "1.1-1").payload(400_000)]);
+    publish(&dir);
+    assert_eq!(
+        seeder.line_within(Duration::from_secs(2), |l| l.contains("stopped seeding")),
+        None,
+        "no rescan before the signal"
+    );
+    seeder.signal(libc::SIGHUP);
+    seeder.wait_for(|l| l == ":: rescanning (SIGHUP)");
+    seeder.wait_for(|l| l.contains(" stopped seeding foo-1.0-1-x86_64.pkg.tar.zst"));
+    seeder.wait_seeding(2);
+
+    // The new release is served: a client gets it from the seeder, not the mirror.
+    let mirror = Mirror::start(&dir);
+    let env = TestEnv::builder().repo("core", &[mirror.url()]).build();
+    env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{}\nStallTimeout = 10\n",
+        seeder.port
+    ));
+    run(env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    assert_eq!(mirror.count("foo-1.1-1-x86_64.pkg.tar.zst"), 0);
+    assert_eq!(env.installed(), [("foo".to_owned(), "1.1-1".to_owned())]);
+
+    // Still alive after the signal, and a second SIGHUP works too.
+    seeder.signal(libc::SIGHUP);
+    seeder.wait_for(|l| l == ":: rescanning (SIGHUP)");
+}
+
+#[test]
+fn one_seeder_serves_several_repo_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("mirror");
+    let (core_dir, extra_dir) = (root.join("core"), root.join("extra"));
+    let mut core = Repo::new(&core_dir, "core");
+    core.add(&[Pkg::new("foo", "1.0-1").depends("baz").payload(300_000)]);
+    let mut extra = Repo::new(&extra_dir, "extra");
+    extra.add(&[Pkg::new("baz", "1.0-1").payload(200_000)]);
+    publish(&core_dir);
+    publish(&extra_dir);
+    let conf = tmp.path().join("seeder.conf");
+    write_pactor_conf(&conf, "");
+    let seeder = SeedProcess::start(
+        &[
+            "--dir".as_ref(),
+            core_dir.as_os_str(),
+            "--dir".as_ref(),
+            extra_dir.as_os_str(),
+        ],
+        &conf,
+    );
+    let line = seeder.wait_seeding(2);
+    assert!(
+        line.contains(&core_dir.display().to_string())
+            && line.contains(&extra_dir.display().to_string()),
+        "{line}"
+    );
+
+    let mirror = Mirror::start(&root);
+    let env = TestEnv::builder()
+        .repo("core", &[format!("{}/core", mirror.url())])
+        .repo("extra", &[format!("{}/extra", mirror.url())])
+        .build();
+    env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{}\nStallTimeout = 10\n",
+        seeder.port
+    ));
+    run(env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    assert_eq!(env.installed().len(), 2);
+    assert_eq!(
+        mirror.package_bytes(),
+        0,
+        "both repos came from the one seeder"
+    );
+}
