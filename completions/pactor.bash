@@ -25,6 +25,9 @@ _pactor() {
             pactor,seed)
                 cmd="pactor__subcmd__seed"
                 ;;
+            pactor,serve)
+                cmd="pactor__subcmd__serve"
+                ;;
             pactor__subcmd__help,help)
                 cmd="pactor__subcmd__help__subcmd__help"
                 ;;
@@ -34,6 +37,9 @@ _pactor() {
             pactor__subcmd__help,seed)
                 cmd="pactor__subcmd__help__subcmd__seed"
                 ;;
+            pactor__subcmd__help,serve)
+                cmd="pactor__subcmd__help__subcmd__serve"
+                ;;
             *)
                 ;;
         esac
@@ -41,7 +47,7 @@ _pactor() {
 
     case "${cmd}" in
         pactor)
-            opts="-S -y -u -w -d -r -b -q -v -h --sync --refresh --sysupgrade --downloadonly --needed --nodeps --asdeps --asexplicit --dbonly --noscriptlet --overwrite --ignore --ignoregroup --noconfirm --confirm --config --root --dbpath --cachedir --hookdir --gpgdir --logfile --arch --color --disable-download-timeout --noprogressbar --quiet --verbose --debug --pactor-conf --generate --version --help publish seed help"
+            opts="-S -y -u -w -d -r -b -q -v -h --sync --refresh --sysupgrade --downloadonly --needed --nodeps --asdeps --asexplicit --dbonly --noscriptlet --overwrite --ignore --ignoregroup --noconfirm --confirm --config --root --dbpath --cachedir --hookdir --gpgdir --logfile --arch --color --disable-download-timeout --noprogressbar --quiet --verbose --debug --pactor-conf --generate --version --help publish seed serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -119,7 +125,7 @@ _pactor() {
             return 0
             ;;
         pactor__subcmd__help)
-            opts="publish seed help"
+            opts="publish seed serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -161,6 +167,20 @@ _pactor() {
             return 0
             ;;
         pactor__subcmd__help__subcmd__seed)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pactor__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -224,6 +244,40 @@ _pactor() {
                     return 0
                     ;;
                 --rescan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pactor-conf)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pactor__subcmd__serve)
+            opts="-h --listen --allow-remote --config --cachedir --state-dir --pactor-conf --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cachedir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

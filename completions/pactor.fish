@@ -64,6 +64,7 @@ complete -c pactor -n "__fish_pactor_needs_command" -l version -d 'Print version
 complete -c pactor -n "__fish_pactor_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pactor -n "__fish_pactor_needs_command" -a "publish" -d 'Write <repo>.torrents (the repo\'s torrent index) beside <repo>.db in DIR'
 complete -c pactor -n "__fish_pactor_needs_command" -a "seed" -d 'Seed a published repo directory, or the pacman cache, to the swarm'
+complete -c pactor -n "__fish_pactor_needs_command" -a "serve" -d 'Run a local pacman mirror that gets every package from the swarm'
 complete -c pactor -n "__fish_pactor_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pactor -n "__fish_pactor_using_subcommand publish" -l tracker -d 'Announce URL of a tracker for the repo\'s swarm (can be used more than once)' -r
 complete -c pactor -n "__fish_pactor_using_subcommand publish" -l peer -d 'A peer that seeds the repo, as HOST:PORT (a hint; can be used more than once)' -r
@@ -77,6 +78,14 @@ complete -c pactor -n "__fish_pactor_using_subcommand seed" -l peer-limit -d 'Mo
 complete -c pactor -n "__fish_pactor_using_subcommand seed" -l rescan -d 'Seconds between rescans of DIR for new and removed files' -r
 complete -c pactor -n "__fish_pactor_using_subcommand seed" -l pactor-conf -d 'pactor\'s own settings (INI, like pacman.conf)' -r -F
 complete -c pactor -n "__fish_pactor_using_subcommand seed" -s h -l help -d 'Print help'
-complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed help" -f -a "publish" -d 'Write <repo>.torrents (the repo\'s torrent index) beside <repo>.db in DIR'
-complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed help" -f -a "seed" -d 'Seed a published repo directory, or the pacman cache, to the swarm'
-complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pactor -n "__fish_pactor_using_subcommand serve" -l listen -d 'Address to answer HTTP on' -r
+complete -c pactor -n "__fish_pactor_using_subcommand serve" -l config -d 'The pacman configuration whose CacheDir and servers are used' -r -F
+complete -c pactor -n "__fish_pactor_using_subcommand serve" -l cachedir -d 'Where package files are kept and looked up (can be used more than once) [default: pacman.conf\'s CacheDir]' -r -F
+complete -c pactor -n "__fish_pactor_using_subcommand serve" -l state-dir -d 'Where the proxied databases and torrent indexes are kept' -r -F
+complete -c pactor -n "__fish_pactor_using_subcommand serve" -l pactor-conf -d 'pactor\'s own settings (INI, like pacman.conf)' -r -F
+complete -c pactor -n "__fish_pactor_using_subcommand serve" -l allow-remote -d 'Allow a non-loopback --listen address (a cache for a LAN)'
+complete -c pactor -n "__fish_pactor_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed serve help" -f -a "publish" -d 'Write <repo>.torrents (the repo\'s torrent index) beside <repo>.db in DIR'
+complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed serve help" -f -a "seed" -d 'Seed a published repo directory, or the pacman cache, to the swarm'
+complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed serve help" -f -a "serve" -d 'Run a local pacman mirror that gets every package from the swarm'
+complete -c pactor -n "__fish_pactor_using_subcommand help; and not __fish_seen_subcommand_from publish seed serve help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

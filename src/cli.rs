@@ -80,6 +80,40 @@ pub enum Tool {
     Publish(PublishArgs),
     /// Seed a published repo directory, or the pacman cache, to the swarm
     Seed(SeedArgs),
+    /// Run a local pacman mirror that gets every package from the swarm
+    Serve(ServeArgs),
+}
+
+/// `pactor serve`: pacman, pacstrap, paru or yay point a `Server =` line at it.
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Runs an HTTP mirror for pacman and every tool built on libalpm: put \
+`Server = http://127.0.0.1:8001/$repo/$arch` first in /etc/pacman.d/mirrorlist. Databases are \
+proxied from the upstream servers (pactor.conf's Upstream and Include lines; by default \
+pacman.conf's servers of the repo, minus this mirror). Package files come from the cache, else \
+from the swarm with the upstream mirrors as fallback, checked piece by piece and against the \
+database's sha256, and are streamed to pacman as verified bytes arrive. Everything served is \
+seeded back to the swarm."
+)]
+pub struct ServeArgs {
+    /// Address to answer HTTP on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8001")]
+    pub listen: std::net::SocketAddr,
+    /// Allow a non-loopback --listen address (a cache for a LAN)
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// The pacman configuration whose CacheDir and servers are used
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Where package files are kept and looked up (can be used more than once) [default:
+    /// pacman.conf's CacheDir]
+    #[arg(long, value_name = "DIR")]
+    pub cachedir: Vec<PathBuf>,
+    /// Where the proxied databases and torrent indexes are kept
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/pactor/serve")]
+    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub pactor_conf: PactorConf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -252,7 +286,7 @@ pub fn command() -> clap::Command {
 }
 
 /// pactor's own tools are named by their first argument.
-const TOOLS: [&str; 2] = ["publish", "seed"];
+const TOOLS: [&str; 3] = ["publish", "seed", "serve"];
 
 /// Decides who handles `argv` (which includes the program name).
 pub fn classify(argv: Vec<OsString>) -> Invocation {

@@ -5,6 +5,7 @@
 //! reader with exact file:line errors serves better than a generic INI crate, none of which
 //! accept pacman's bare flags.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,6 +50,24 @@ pub struct Settings {
     pub max_download_rate: Option<u32>,
     /// Keep serving just-fetched files to peers while the commit runs.
     pub seed_while_installing: bool,
+    /// Where `pactor serve` gets databases and files.
+    pub upstream: Upstream,
+}
+
+/// `pactor serve`'s upstream servers, as URL templates with `$repo` and `$arch`: `Upstream =`
+/// lines and included mirrorlists (their `Server =` lines). Those of `[options]` serve every
+/// repo; a `[repo]` section gives that repo its own list instead.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Upstream {
+    pub all: Vec<String>,
+    pub repos: BTreeMap<String, Vec<String>>,
+}
+
+impl Upstream {
+    /// The templates configured for `repo`: its own section's, else the global ones.
+    pub fn for_repo(&self, repo: &str) -> &[String] {
+        self.repos.get(repo).map_or(&self.all, Vec::as_slice)
+    }
 }
 
 impl Default for Settings {
@@ -67,6 +86,7 @@ impl Default for Settings {
             max_upload_rate: None,
             max_download_rate: None,
             seed_while_installing: true,
+            upstream: Upstream::default(),
         }
     }
 }
@@ -100,15 +120,36 @@ impl Settings {
                 line: entry.line,
                 message,
             };
-            if entry.section != "options" {
-                return Err(syntax(format!("unknown section '{}'", entry.section)));
-            }
             let value = || {
                 entry
                     .value
                     .ok_or_else(|| syntax(format!("option '{}' needs a value", entry.key)))
             };
+            if entry.section != "options" {
+                // A repo section: only where `pactor serve` gets that repo from.
+                let servers = settings
+                    .upstream
+                    .repos
+                    .entry(entry.section.to_owned())
+                    .or_default();
+                match entry.key {
+                    "Upstream" => servers.push(value()?.to_owned()),
+                    "Include" => servers.extend(mirrorlist(value()?).map_err(syntax)?),
+                    other => {
+                        return Err(syntax(format!(
+                            "unknown option '{other}' in repository section [{}] (Upstream and Include are allowed)",
+                            entry.section
+                        )));
+                    }
+                }
+                continue;
+            }
             match entry.key {
+                "Upstream" => settings.upstream.all.push(value()?.to_owned()),
+                "Include" => settings
+                    .upstream
+                    .all
+                    .extend(mirrorlist(value()?).map_err(syntax)?),
                 "ConnectTimeout" => settings.connect_timeout = seconds(value()?).map_err(syntax)?,
                 "IdleTimeout" => settings.idle_timeout = seconds(value()?).map_err(syntax)?,
                 "ParallelDownloads" => {
@@ -146,6 +187,20 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// The `Server =` URLs of a pacman mirrorlist, in order.
+fn mirrorlist(path: &str) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("could not read mirrorlist {path}: {e}"))?;
+    Ok(text
+        .lines()
+        .filter_map(|raw| {
+            let content = raw.split_once('#').map_or(raw, |(before, _)| before);
+            let (key, value) = content.split_once('=')?;
+            (key.trim() == "Server" && !value.trim().is_empty()).then(|| value.trim().to_owned())
+        })
+        .collect())
 }
 
 fn seconds(value: &str) -> Result<Duration, String> {
@@ -285,6 +340,40 @@ mod tests {
             "below librqbit's floor"
         );
         assert!(parse("[options]\nDHT = maybe\n").is_err());
+    }
+
+    #[test]
+    fn upstreams_global_per_repo_and_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("mirrorlist");
+        std::fs::write(
+            &list,
+            "## a mirrorlist\n#Server = http://commented/$repo\nServer = http://a/$repo/os/$arch\n\nServer=http://b/$repo/os/$arch # b\n",
+        )
+        .unwrap();
+        let s = parse(&format!(
+            "[options]\nUpstream = http://all/$repo/$arch\n[core]\nUpstream = http://core-only/$arch\nInclude = {}\n[extra]\nInclude = {}\n",
+            list.display(),
+            list.display()
+        ))
+        .unwrap();
+        assert_eq!(s.upstream.for_repo("multilib"), ["http://all/$repo/$arch"]);
+        assert_eq!(
+            s.upstream.for_repo("core"),
+            [
+                "http://core-only/$arch",
+                "http://a/$repo/os/$arch",
+                "http://b/$repo/os/$arch"
+            ]
+        );
+        assert_eq!(s.upstream.for_repo("extra").len(), 2);
+        let err = parse("[core]\nInclude = /nonexistent/mirrorlist\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("/nonexistent/mirrorlist"),
+            "{err}"
+        );
     }
 
     #[test]

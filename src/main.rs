@@ -15,6 +15,7 @@ mod prefetch;
 mod progress;
 mod publish;
 mod seed;
+mod serve;
 mod swarm;
 mod sync;
 mod torrent;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         }
         cli::Invocation::Tool(cli::Tool::Publish(args)) => report(publish::run(&args)),
         cli::Invocation::Tool(cli::Tool::Seed(args)) => report(seed::run(&args)),
+        cli::Invocation::Tool(cli::Tool::Serve(args)) => report(serve::run(&args)),
         cli::Invocation::Generate(kind) => {
             cli::generate(kind, &mut std::io::stdout());
             ExitCode::SUCCESS
