@@ -377,6 +377,14 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_file_is_all_defaults() {
+        assert_eq!(
+            parse(include_str!("../assets/pactor.conf")).unwrap(),
+            Settings::default()
+        );
+    }
+
+    #[test]
     fn unknown_options_are_tolerated_for_newer_files() {
         assert_eq!(
             parse("[options]\nSomeFutureFlag\n").unwrap(),
