@@ -164,7 +164,7 @@ impl RepoDb {
                 Ok(Fetched::NotFound) => {}
                 Err(e) => {
                     crate::ui::warning(&format!(
-                        "failed retrieving file '{}.db' from {} : {e:#}",
+                        "failed retrieving file '{}.db' from {} : {e}",
                         self.repo,
                         host(base)
                     ));

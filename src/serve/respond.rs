@@ -36,7 +36,14 @@ pub async fn handle(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let head = match method {
+    let response = answer(&server, &method, &uri, &headers).await;
+    // PACTOR_LOG=pactor=debug gives an access log.
+    tracing::debug!("{method} {} {}", uri.path(), response.status().as_u16());
+    response
+}
+
+async fn answer(server: &Arc<Server>, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response {
+    let head = match *method {
         Method::GET => false,
         Method::HEAD => true,
         _ => {
@@ -64,8 +71,8 @@ pub async fn handle(
     }
     let repo = server.databases.repo(&wanted.repo, &wanted.arch);
     let request = Request {
-        server: &server,
-        headers: &headers,
+        server,
+        headers,
         head,
     };
     match wanted.kind() {
@@ -74,7 +81,7 @@ pub async fn handle(
         Kind::TorrentIndex => request.state_file(&repo.index_file()),
         Kind::Files => request.proxy(&wanted).await,
         Kind::Package(name) => request.package(&repo, name).await,
-        Kind::Signature(package) => match repo.catalog(&server).await {
+        Kind::Signature(package) => match repo.catalog(server).await {
             Some(catalog) if catalog.get(&wanted.file).is_some() => {
                 request.package(&repo, &wanted.file).await
             }
