@@ -144,11 +144,17 @@ struct Live {
 struct Mirror {
     server: usize,
     events: mpsc::Receiver<MirrorEvent>,
+    feed: Feed,
+    task: JoinHandle<()>,
+}
+
+/// Where a mirror's body stands.
+#[derive(Debug, Default)]
+struct Feed {
     /// The offset of the next byte the mirror will send.
     pos: u64,
     /// Bytes received and not used yet: those just before `pos`.
     buf: Vec<u8>,
-    task: JoinHandle<()>,
 }
 
 impl Drop for Mirror {
@@ -390,7 +396,7 @@ impl Driver {
             // that are already here.
             let swarm_moving =
                 matches!(&self.leech, Leech::Live(live) if live.changed.elapsed() < self.stall);
-            if swarm_moving && mirror.pos > 0 && mirror.pos < self.asm.len() {
+            if swarm_moving && mirror.feed.pos > 0 && mirror.feed.pos < self.asm.len() {
                 self.mirror = None;
             }
             return;
@@ -417,8 +423,10 @@ impl Driver {
         self.mirror = Some(Mirror {
             server: index,
             events,
-            pos: from,
-            buf: Vec::new(),
+            feed: Feed {
+                pos: from,
+                buf: Vec::new(),
+            },
             task,
         });
     }
@@ -488,18 +496,20 @@ impl Driver {
         let server = mirror.server;
         let problem = match event {
             Some(MirrorEvent::Start(at)) => {
-                mirror.pos = at;
+                mirror.feed.pos = at;
                 return;
             }
-            Some(MirrorEvent::Chunk(bytes)) => match take_chunk(&mut self.asm, mirror, &bytes) {
-                Ok(0) => return,
-                Ok(n) => {
-                    self.took.mirrors += n;
-                    self.grew();
-                    return;
+            Some(MirrorEvent::Chunk(bytes)) => {
+                match take_chunk(&mut self.asm, &mut mirror.feed, &bytes) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        self.took.mirrors += n;
+                        self.grew();
+                        return;
+                    }
+                    Err(problem) => problem,
                 }
-                Err(problem) => problem,
-            },
+            }
             Some(MirrorEvent::End) if self.asm.is_full() => return,
             Some(MirrorEvent::End) | None => {
                 Problem::Error("the server closed the transfer early".into())
@@ -598,7 +608,7 @@ fn take_pieces(asm: &mut Assembly, path: &std::path::Path) -> u64 {
 /// Uses a chunk of a mirror's body: bytes before the assembly's end are already there; with
 /// the torrent known, whole pieces are checked and appended; without it, bytes are appended
 /// unchecked (held from readers). Returns the bytes appended.
-fn take_chunk(asm: &mut Assembly, mirror: &mut Mirror, chunk: &[u8]) -> Result<u64, Problem> {
+fn take_chunk(asm: &mut Assembly, mirror: &mut Feed, chunk: &[u8]) -> Result<u64, Problem> {
     mirror.pos += chunk.len() as u64;
     if mirror.pos > asm.size() {
         return Err(Problem::Error(
@@ -716,4 +726,111 @@ async fn resolve(names: &[String]) -> Vec<SocketAddr> {
     addrs.sort();
     addrs.dedup();
     addrs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K: usize = 32 * 1024;
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 13 + i / 509) as u8).collect()
+    }
+
+    fn assembly(dir: &std::path::Path, bytes: &[u8], with_torrent: bool) -> Assembly {
+        use sha2::Digest;
+        let name = "a-1-1-any.pkg.tar.zst";
+        let mut asm = Assembly::create(
+            &dir.join(format!("{name}.part")),
+            bytes.len() as u64,
+            Some(sha2::Sha256::digest(bytes).into()),
+        )
+        .unwrap();
+        if with_torrent {
+            asm.adopt(Info::from_reader(name, bytes.len() as u64, bytes).unwrap())
+                .unwrap();
+        }
+        asm
+    }
+
+    #[test]
+    fn mirror_chunks_become_verified_pieces_whatever_their_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = data(3 * K + 123);
+        let mut asm = assembly(dir.path(), &bytes, true);
+        let mut feed = Feed::default();
+        let mut appended = 0;
+        for chunk in bytes.chunks(10_000) {
+            appended += take_chunk(&mut asm, &mut feed, chunk).ok().unwrap();
+            // Only whole, checked pieces are ever appended.
+            assert!(asm.len() == bytes.len() as u64 || asm.len().is_multiple_of(K as u64));
+        }
+        assert_eq!(appended, bytes.len() as u64);
+        asm.finish().unwrap();
+        assert_eq!(std::fs::read(asm.path()).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_mirror_behind_the_swarm_or_ignoring_the_range_only_fills_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = data(4 * K);
+        let mut asm = assembly(dir.path(), &bytes, true);
+        // Half of piece 0 has come from the mirror when the swarm supplies pieces 0 and 1.
+        let mut feed = Feed::default();
+        assert_eq!(
+            take_chunk(&mut asm, &mut feed, &bytes[..K / 2]).ok(),
+            Some(0)
+        );
+        assert!(asm.offer_piece(&bytes[..K]).unwrap());
+        assert!(asm.offer_piece(&bytes[K..2 * K]).unwrap());
+        let mut appended = 0;
+        for chunk in bytes[K / 2..3 * K].chunks(7_000) {
+            appended += take_chunk(&mut asm, &mut feed, chunk).ok().unwrap();
+        }
+        assert_eq!(
+            appended, K as u64,
+            "the mirror's bytes the swarm sent are dropped"
+        );
+        // A server that ignored `Range: bytes=98304-` sends from 0: only the rest is used.
+        let mut feed = Feed::default();
+        let mut appended = 0;
+        for chunk in bytes.chunks(7_000) {
+            appended += take_chunk(&mut asm, &mut feed, chunk).ok().unwrap();
+        }
+        assert_eq!(appended, K as u64);
+        asm.finish().unwrap();
+        assert_eq!(std::fs::read(asm.path()).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_mirror_contradicting_the_torrent_or_sending_too_much_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = data(2 * K);
+        let mut asm = assembly(dir.path(), &bytes, true);
+        let mut bad = bytes.clone();
+        bad[K + 1] ^= 1;
+        let mut feed = Feed::default();
+        assert_eq!(
+            take_chunk(&mut asm, &mut feed, &bad[..K]).ok(),
+            Some(K as u64)
+        );
+        assert!(matches!(
+            take_chunk(&mut asm, &mut feed, &bad[K..]),
+            Err(Problem::Contradicts)
+        ));
+        assert_eq!(asm.len(), K as u64, "the good piece stays");
+
+        let mut unchecked = assembly(dir.path(), &bytes, false);
+        let mut feed = Feed::default();
+        assert_eq!(
+            take_chunk(&mut unchecked, &mut feed, &bytes).ok(),
+            Some(2 * K as u64)
+        );
+        assert_eq!(unchecked.available(), 0, "held until the sha256 passes");
+        assert!(matches!(
+            take_chunk(&mut unchecked, &mut feed, b"x"),
+            Err(Problem::Error(_))
+        ));
+    }
 }
