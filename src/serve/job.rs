@@ -202,7 +202,7 @@ impl Driver {
             }
             self.poll_leech().await;
             self.take_from_swarm().await;
-            self.manage_mirror();
+            self.manage_mirror().await;
             self.publish();
             if let Some(failure) = self.give_up() {
                 return Err(failure);
@@ -390,7 +390,7 @@ impl Driver {
         }
     }
 
-    fn manage_mirror(&mut self) {
+    async fn manage_mirror(&mut self) {
         if let Some(mirror) = &self.mirror {
             // The swarm overtook the mirror and is moving: the mirror would only send bytes
             // that are already here.
@@ -405,7 +405,7 @@ impl Driver {
         if swarm_first && self.last_progress.elapsed() < self.stall {
             return;
         }
-        if !self.torrent_info_ready() {
+        if !self.torrent_info_ready().await {
             return;
         }
         let Some(index) = self
@@ -434,7 +434,7 @@ impl Driver {
     /// Before the mirrors are used for a file that has a torrent, the torrent's info is
     /// looked for beside the file upstream (`<file>.torrent`), so mirror bytes can be checked
     /// piece by piece and streamed. Returns whether the mirror may start.
-    fn torrent_info_ready(&mut self) -> bool {
+    async fn torrent_info_ready(&mut self) -> bool {
         let Some(hash) = self.torrent else {
             return true;
         };
@@ -481,7 +481,11 @@ impl Driver {
                 if let Some(info) = found
                     && let Err(why) = self.asm.adopt(info)
                 {
-                    tracing::info!("{}.torrent: {why}", self.plan.name);
+                    // The published torrent is not this file's: the index is wrong about it.
+                    crate::ui::warning(&format!("{}.torrent: {why}", self.plan.name));
+                    self.server.store.mark_torrent_bad(hash);
+                    self.torrent = None;
+                    self.drop_leech().await;
                 }
                 true
             }
@@ -554,6 +558,27 @@ impl Driver {
         }
     }
 
+    /// Takes the swarm out of this fetch. A torrent being added is not aborted (that could
+    /// leave one the engine has just added): the add ends within the stall timeout, and what
+    /// it added for this fetch (not a seed of the finished file) is dropped then.
+    async fn drop_leech(&mut self) {
+        match std::mem::replace(&mut self.leech, Leech::Off) {
+            Leech::Live(live) => self.forget(&live.handle, true).await,
+            Leech::Adding(task) => {
+                let server = self.server.clone();
+                let dir = server.store.staging.join("swarm");
+                tokio::spawn(async move {
+                    if let (Ok(Ok(handle)), Some(swarm)) = (task.await, &server.swarm)
+                        && handle.output_folder() == dir
+                    {
+                        swarm.forget(&handle, true).await;
+                    }
+                });
+            }
+            Leech::Off | Leech::Waiting { .. } => {}
+        }
+    }
+
     async fn forget(&self, handle: &Handle, delete_files: bool) {
         if let Some(swarm) = &self.server.swarm {
             swarm.forget(handle, delete_files).await;
@@ -564,11 +589,7 @@ impl Driver {
     /// seeded from the cache instead.
     async fn cleanup(&mut self) {
         self.mirror = None;
-        match std::mem::replace(&mut self.leech, Leech::Off) {
-            Leech::Live(live) => self.forget(&live.handle, true).await,
-            Leech::Adding(task) => task.abort(),
-            _ => {}
-        }
+        self.drop_leech().await;
         let _ = std::fs::remove_file(
             self.server
                 .store

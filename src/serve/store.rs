@@ -253,7 +253,14 @@ impl Store {
                     .and_then(|r| r),
             };
             let seeded = match info {
-                Ok(info) => swarm.seed(&info, &dir).await,
+                Ok(info) => match swarm.seed(&info, &dir).await {
+                    // The torrent was still in the session from the fetch: replace it.
+                    Ok(handle) if handle.output_folder() != dir => {
+                        swarm.forget(&handle, false).await;
+                        swarm.seed(&info, &dir).await
+                    }
+                    seeded => seeded,
+                },
                 Err(e) => Err(e.into()),
             };
             let mut all = server.store.seeded.lock().expect("no poisoning");
