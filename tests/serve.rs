@@ -443,7 +443,7 @@ fn a_corrupt_upstream_copy_never_reaches_pacman() {
     // A second upstream with a good copy: serve moves on to it.
     let good = Mirror::start(&b.dir);
     b.host.write_pactor_conf(&format!(
-        "[core]\nUpstream = {}\nUpstream = {}\n",
+        "[options]\nUpstream = {}\nUpstream = {}\n",
         b.mirror.url(),
         good.url()
     ));
