@@ -601,6 +601,11 @@ fn http_semantics_pacman_relies_on() {
         Some(format!("bytes */{}", bytes.len()).as_str())
     );
     assert_eq!(curl(&url, &["-X", "POST"]).0, 405);
+    // The files database passes through; the index of a repo that publishes none is a 404.
+    let (code, _, body) = curl(&format!("{base}/core.files"), &[]);
+    assert_eq!(code, 200);
+    assert!(body == std::fs::read(b.dir.join("core.files")).unwrap());
+    assert_eq!(curl(&format!("{base}/core.torrents"), &[]).0, 404);
     assert_eq!(
         curl(&format!("{base}/nothing-1-1-any.pkg.tar.zst"), &[]).0,
         404
