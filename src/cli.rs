@@ -39,6 +39,8 @@ pub enum Generate {
     ManPublish,
     /// pactor-seed(8)
     ManSeed,
+    /// pactor-serve(8)
+    ManServe,
     /// pactor-stats(8)
     ManStats,
     /// pactor.conf(5)
@@ -100,6 +102,8 @@ pub enum Tool {
     Seed(SeedArgs),
     /// Show the bytes fetched from peers and mirrors and the bytes uploaded, per run and in total
     Stats(StatsArgs),
+    /// Run a local pacman mirror that gets every package from the swarm
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,6 +111,38 @@ pub struct StatsArgs {
     /// Print the statistics as JSON, for scripts
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub pactor_conf: PactorConf,
+}
+
+/// `pactor serve`: pacman, pacstrap, paru or yay point a `Server =` line at it.
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Runs an HTTP mirror for pacman and every tool built on libalpm: put \
+`Server = http://127.0.0.1:8001/$repo/$arch` first in /etc/pacman.d/mirrorlist. Databases are \
+proxied from the upstream servers (pactor.conf's Upstream and Include lines; by default \
+pacman.conf's servers of the repo, minus this mirror). Package files come from the cache, else \
+from the swarm with the upstream mirrors as fallback, checked piece by piece and against the \
+database's sha256, and are streamed to pacman as verified bytes arrive. Everything served is \
+seeded back to the swarm."
+)]
+pub struct ServeArgs {
+    /// Address to answer HTTP on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8001")]
+    pub listen: std::net::SocketAddr,
+    /// Allow a non-loopback --listen address (a cache for a LAN)
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// The pacman configuration whose CacheDir and servers are used
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Where package files are kept and looked up (can be used more than once) [default:
+    /// pacman.conf's CacheDir]
+    #[arg(long, value_name = "DIR")]
+    pub cachedir: Vec<PathBuf>,
+    /// Where the proxied databases and torrent indexes are kept [default: <StateDir>/serve]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     #[command(flatten)]
     pub pactor_conf: PactorConf,
 }
@@ -282,7 +318,7 @@ pub fn command() -> clap::Command {
 }
 
 /// pactor's own tools are named by their first argument.
-const TOOLS: [&str; 3] = ["publish", "seed", "stats"];
+const TOOLS: [&str; 4] = ["publish", "seed", "serve", "stats"];
 
 /// Decides who handles `argv` (which includes the program name).
 pub fn classify(argv: Vec<OsString>) -> Invocation {

@@ -5,6 +5,7 @@
 //! reader with exact file:line errors serves better than a generic INI crate, none of which
 //! accept pacman's bare flags.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -53,6 +54,24 @@ pub struct Settings {
     /// pactor's own state (the transfer statistics, the seeder's record of proven files), like
     /// pacman's DBPath.
     pub state_dir: PathBuf,
+    /// Where `pactor serve` gets databases and files.
+    pub upstream: Upstream,
+}
+
+/// `pactor serve`'s upstream servers, as URL templates with `$repo` and `$arch`: `Upstream =`
+/// lines and included mirrorlists (their `Server =` lines). Those of `[options]` serve every
+/// repo; a `[repo]` section gives that repo its own list instead.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Upstream {
+    pub all: Vec<String>,
+    pub repos: BTreeMap<String, Vec<String>>,
+}
+
+impl Upstream {
+    /// The templates configured for `repo`: its own section's, else the global ones.
+    pub fn for_repo(&self, repo: &str) -> &[String] {
+        self.repos.get(repo).map_or(&self.all, Vec::as_slice)
+    }
 }
 
 /// Where pactor keeps its own state unless `StateDir` says otherwise.
@@ -75,6 +94,7 @@ impl Default for Settings {
             max_download_rate: None,
             seed_while_installing: true,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            upstream: Upstream::default(),
         }
     }
 }
@@ -84,16 +104,18 @@ impl Default for Settings {
 pub enum Group {
     Mirrors,
     Swarm,
+    Serve,
     State,
 }
 
 impl Group {
-    pub const ALL: [Group; 3] = [Group::Mirrors, Group::Swarm, Group::State];
+    pub const ALL: [Group; 4] = [Group::Mirrors, Group::Swarm, Group::Serve, Group::State];
 
     pub fn title(self) -> &'static str {
         match self {
             Group::Mirrors => "Mirrors (the HTTP fallback and repos without a torrent index)",
             Group::Swarm => "The swarm",
+            Group::Serve => "pactor serve (the local mirror for pacman, pacstrap, paru, yay)",
             Group::State => "State",
         }
     }
@@ -317,6 +339,40 @@ pub const OPTIONS: &[ConfOption] = &[
         },
     },
     ConfOption {
+        name: "Upstream",
+        value: Some("URL"),
+        default: "pacman.conf's servers of the repo",
+        sample: "Upstream = https://mirror.example.org/$repo/os/$arch",
+        repeatable: true,
+        group: Group::Serve,
+        summary: "where `pactor serve` gets databases and files, with `$repo`/`$arch`; \
+                  repeatable; a `[repo]` section gives one repo its own",
+        doc: "Where pactor serve gets databases, signatures and (when the swarm cannot serve \
+              them) package files: a URL with $repo and $arch, tried in order. Repeatable. \
+              In [options] it serves every repo; a [repo] section (such as [core]) with its \
+              own Upstream or Include lines gives that repo its own list. Default: the \
+              repo's Server lines in pacman.conf, minus pactor serve's own address.",
+        apply: |s, v| {
+            s.upstream.all.extend(upstream(Some("Upstream"), v)?);
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "Include",
+        value: Some("PATH"),
+        default: "none",
+        sample: "Include = /etc/pacman.d/mirrorlist",
+        repeatable: true,
+        group: Group::Serve,
+        summary: "a mirrorlist whose `Server` lines are upstreams of `pactor serve`",
+        doc: "A pacman mirrorlist whose Server lines are taken as Upstream lines, in order. \
+              Repeatable; allowed in [options] and in [repo] sections.",
+        apply: |s, v| {
+            s.upstream.all.extend(upstream(Some("Include"), v)?);
+            Ok(())
+        },
+    },
+    ConfOption {
         name: "StateDir",
         value: Some("DIR"),
         default: DEFAULT_STATE_DIR,
@@ -335,6 +391,29 @@ pub const OPTIONS: &[ConfOption] = &[
         },
     },
 ];
+
+/// The upstream templates an `Upstream` or `Include` line gives.
+fn upstream(key: Option<&str>, value: Option<&str>) -> Result<Vec<String>, String> {
+    match key {
+        Some("Upstream") => Ok(vec![required(value)?.to_owned()]),
+        Some("Include") => mirrorlist(required(value)?),
+        _ => Err("only Upstream and Include belong in a repository section".into()),
+    }
+}
+
+/// The `Server =` URLs of a pacman mirrorlist, in order.
+fn mirrorlist(path: &str) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("could not read mirrorlist {path}: {e}"))?;
+    Ok(text
+        .lines()
+        .filter_map(|raw| {
+            let content = raw.split_once('#').map_or(raw, |(before, _)| before);
+            let (key, value) = content.split_once('=')?;
+            (key.trim() == "Server" && !value.trim().is_empty()).then(|| value.trim().to_owned())
+        })
+        .collect())
+}
 
 /// The value of an option that takes one (the parser has checked it is there).
 fn required(value: Option<&str>) -> Result<&str, String> {
@@ -371,7 +450,20 @@ impl Settings {
                 message,
             };
             if entry.section != "options" {
-                return Err(syntax(format!("unknown section '{}'", entry.section)));
+                // A repo section: only where `pactor serve` gets that repo from.
+                let templates = upstream(Some(entry.key), entry.value).map_err(|e| {
+                    syntax(format!(
+                        "option '{}' in repository section [{}]: {e}",
+                        entry.key, entry.section
+                    ))
+                })?;
+                settings
+                    .upstream
+                    .repos
+                    .entry(entry.section.to_owned())
+                    .or_default()
+                    .extend(templates);
+                continue;
             }
             match OPTIONS.iter().find(|o| o.name == entry.key) {
                 Some(option) if option.value.is_some() && entry.value.is_none() => {
@@ -527,6 +619,48 @@ mod tests {
             "below librqbit's floor"
         );
         assert!(parse("[options]\nDHT = maybe\n").is_err());
+    }
+
+    #[test]
+    fn upstreams_global_per_repo_and_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("mirrorlist");
+        std::fs::write(
+            &list,
+            "## a mirrorlist\n#Server = http://commented/$repo\nServer = http://a/$repo/os/$arch\n\nServer=http://b/$repo/os/$arch # b\n",
+        )
+        .unwrap();
+        let s = parse(&format!(
+            "[options]\nUpstream = http://all/$repo/$arch\n[core]\nUpstream = http://core-only/$arch\nInclude = {}\n[extra]\nInclude = {}\n",
+            list.display(),
+            list.display()
+        ))
+        .unwrap();
+        assert_eq!(s.upstream.for_repo("multilib"), ["http://all/$repo/$arch"]);
+        assert_eq!(
+            s.upstream.for_repo("core"),
+            [
+                "http://core-only/$arch",
+                "http://a/$repo/os/$arch",
+                "http://b/$repo/os/$arch"
+            ]
+        );
+        assert_eq!(s.upstream.for_repo("extra").len(), 2);
+        let err = parse("[core]\nInclude = /nonexistent/mirrorlist\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("/nonexistent/mirrorlist"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_file_is_all_defaults() {
+        assert_eq!(
+            parse(include_str!("../assets/pactor.conf")).unwrap(),
+            Settings::default()
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub fn write(kind: Generate, out: &mut dyn Write) -> std::io::Result<()> {
         Generate::Man => man_page(None, out),
         Generate::ManPublish => man_page(Some("publish"), out),
         Generate::ManSeed => man_page(Some("seed"), out),
+        Generate::ManServe => man_page(Some("serve"), out),
         Generate::ManStats => man_page(Some("stats"), out),
         Generate::ManConf => out.write_all(conf_man_page().as_bytes()),
         Generate::Conf => out.write_all(conf_file().as_bytes()),
@@ -65,7 +66,7 @@ const SEE_ALSO: Prose = (
     "SEE ALSO",
     &[
         "pacman(8), pacman.conf(5), pactor.conf(5), pactor-publish(8), pactor-seed(8), \
-       pactor-stats(8)",
+       pactor-serve(8), pactor-stats(8)",
     ],
 );
 
@@ -267,7 +268,7 @@ fn conf_man_page() -> String {
     roff.text([roman("The default StateDir.")]);
     roff.control("SH", ["SEE ALSO"]);
     roff.text([roman(
-        "pactor(8), pactor-seed(8), pactor-stats(8), pacman.conf(5)",
+        "pactor(8), pactor-seed(8), pactor-serve(8), pactor-stats(8), pacman.conf(5)",
     )]);
     roff.render()
 }
@@ -351,11 +352,17 @@ mod tests {
             Settings::parse(&text, std::path::Path::new("pactor.conf")).unwrap(),
             Settings::default()
         );
-        // Uncommented, every sample line is a valid setting.
+        // Uncommented, every sample line is a valid setting (but Include, which names a
+        // mirrorlist that need not exist here).
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix('#') {
-                Some(rest) if OPTIONS.iter().any(|o| rest.starts_with(o.name)) => rest,
+                Some(rest)
+                    if !rest.starts_with("Include")
+                        && OPTIONS.iter().any(|o| rest.starts_with(o.name)) =>
+                {
+                    rest
+                }
                 _ => l,
             })
             .map(|l| format!("{l}\n"))

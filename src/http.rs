@@ -204,6 +204,45 @@ impl Http {
         Ok(Some(body))
     }
 
+    /// Sends a GET for `url` from byte `from` (a `Range` request when it is not 0), conditional
+    /// on `if_modified_since`, and returns the response with its body unread: for callers that
+    /// judge the status and consume the body themselves (`pactor serve` streams it onward).
+    pub async fn open(
+        &self,
+        url: &str,
+        from: u64,
+        if_modified_since: Option<std::time::SystemTime>,
+    ) -> Result<reqwest::Response, FetchError> {
+        let mut request = self.client.get(url);
+        if from > 0 {
+            request = request.header(RANGE, format!("bytes={from}-"));
+        }
+        if let Some(since) = if_modified_since {
+            request = request.header(
+                reqwest::header::IF_MODIFIED_SINCE,
+                httpdate::fmt_http_date(since),
+            );
+        }
+        tokio::select! {
+            biased;
+            _ = self.interrupt.wait() => Err(FetchError::Interrupted),
+            response = self.idle_bound(request.send()) => Ok(response??),
+        }
+    }
+
+    /// The next piece of a body opened with [`Http::open`]; `None` at its end. Bounded by the
+    /// idle timeout, never by a minimum speed.
+    pub async fn chunk(
+        &self,
+        response: &mut reqwest::Response,
+    ) -> Result<Option<bytes::Bytes>, FetchError> {
+        tokio::select! {
+            biased;
+            _ = self.interrupt.wait() => Err(FetchError::Interrupted),
+            chunk = self.idle_bound(response.chunk()) => Ok(chunk??),
+        }
+    }
+
     pub fn interrupt(&self) -> &Interrupt {
         &self.interrupt
     }
@@ -270,7 +309,7 @@ fn root_cause(e: &reqwest::Error) -> String {
 }
 
 /// The first byte of a `206` response, from `Content-Range: bytes START-END/TOTAL`.
-fn range_start(response: &reqwest::Response) -> Option<u64> {
+pub fn range_start(response: &reqwest::Response) -> Option<u64> {
     let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
     value
         .strip_prefix("bytes ")?

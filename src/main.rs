@@ -19,6 +19,7 @@ mod progress;
 mod proven;
 mod publish;
 mod seed;
+mod serve;
 mod stats;
 mod swarm;
 mod sync;
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
                 cli::Tool::Publish(args) => publish::run(&args),
                 cli::Tool::Seed(args) => seed::run(&args),
                 cli::Tool::Stats(args) => stats::run(&args),
+                cli::Tool::Serve(args) => serve::run(&args),
             })
         }
         cli::Invocation::Generate(kind) => {

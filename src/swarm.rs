@@ -37,7 +37,9 @@ pub type Handle = Arc<ManagedTorrent>;
 
 pub struct Swarm {
     session: Arc<Session>,
-    trackers: Vec<String>,
+    /// Announce URLs put into every torrent added from now on; `pactor serve` learns more as
+    /// it reads repos' torrent indexes.
+    trackers: std::sync::Mutex<Vec<String>>,
 }
 
 impl Swarm {
@@ -81,15 +83,29 @@ impl Swarm {
             .context("could not start the BitTorrent session")?;
         Ok(Swarm {
             session,
-            trackers: config.trackers.clone(),
+            trackers: std::sync::Mutex::new(config.trackers.clone()),
         })
+    }
+
+    /// Adds announce URLs (a torrent index's) for torrents added from now on.
+    pub fn add_trackers(&self, more: &[String]) {
+        let mut trackers = self.trackers.lock().expect("no poisoning");
+        for tracker in more {
+            if !trackers.contains(tracker) {
+                trackers.push(tracker.clone());
+            }
+        }
+    }
+
+    fn trackers(&self) -> Vec<String> {
+        self.trackers.lock().expect("no poisoning").clone()
     }
 
     /// Seeds `dir/<info.name>` read-only, whose bytes the caller proved to match `info`. Returns
     /// once the torrent is live (a sample of its pieces checked),
     /// so peers told about it are not turned away.
     pub async fn seed(&self, info: &Info, dir: &Path) -> Result<Handle> {
-        let bytes = info.to_torrent_file(&self.trackers);
+        let bytes = info.to_torrent_file(&self.trackers());
         let options = AddTorrentOptions {
             overwrite: true,
             // The caller proved the bytes (or the proven-files record vouches for them):
@@ -120,7 +136,7 @@ impl Swarm {
         timeout: Duration,
     ) -> Result<Handle> {
         let mut magnet = format!("magnet:?xt=urn:btih:{info_hash}&dn={}", urlencode(name));
-        for tracker in &self.trackers {
+        for tracker in &self.trackers() {
             magnet.push_str(&format!("&tr={}", urlencode(tracker)));
         }
         let options = AddTorrentOptions {

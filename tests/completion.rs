@@ -185,7 +185,7 @@ fn fish_completes_packages_with_descriptions() {
         .env("PATH", path_with_pactor());
     let out = run(cmd);
     assert_eq!(out.stdout.trim(), "fortune\tpactor test package fortune");
-    assert_eq!(fish("pactor se").unwrap(), ["seed"]);
+    assert_eq!(fish("pactor se").unwrap(), ["seed", "serve"]);
 }
 
 #[test]

@@ -31,6 +31,7 @@ fn generated_files_are_fresh() {
         ("man", "man/man8/pactor.8"),
         ("man-publish", "man/man8/pactor-publish.8"),
         ("man-seed", "man/man8/pactor-seed.8"),
+        ("man-serve", "man/man8/pactor-serve.8"),
         ("man-stats", "man/man8/pactor-stats.8"),
         ("man-conf", "man/man5/pactor.conf.5"),
         ("conf", "assets/pactor.conf"),
@@ -56,6 +57,7 @@ fn man_pages_render_cleanly() {
         "man/man8/pactor.8",
         "man/man8/pactor-publish.8",
         "man/man8/pactor-seed.8",
+        "man/man8/pactor-serve.8",
         "man/man8/pactor-stats.8",
         "man/man5/pactor.conf.5",
     ] {
