@@ -246,6 +246,8 @@ impl StreamConnector {
                 return Ok(None);
             }
             let conn = self.tcp_connect(addr).await?;
+            // pactor: see Accept for TcpListener.
+            let _ = conn.set_nodelay(true);
             debug!(?addr, "connected over TCP");
             Ok::<_, librqbit_dualstack_sockets::Error>(Some(conn))
         };
