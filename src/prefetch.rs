@@ -634,6 +634,13 @@ impl SwarmWatch {
         interrupt: &crate::interrupt::Interrupt,
         mirrors: Option<&MirrorRate>,
     ) -> Result<(), SwarmEnd> {
+        // Completion wakes the loop at once (a 50 KB file takes a few milliseconds: waiting
+        // for the next poll would double it); the poll still runs, as librqbit can miss a
+        // wake-up, and is what sees progress, stalls and errors.
+        let handle = self.handle.clone();
+        let completed = handle.wait_until_completed();
+        tokio::pin!(completed);
+        let mut completion_seen = false;
         loop {
             let stats = self.handle.stats();
             let now = Instant::now();
@@ -684,6 +691,7 @@ impl SwarmWatch {
                 )));
             }
             tokio::select! {
+                _ = &mut completed, if !completion_seen => completion_seen = true,
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = interrupt.wait() => {
                     bar.rewind(Source::Peers, self.verified);
