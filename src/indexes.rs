@@ -108,6 +108,10 @@ pub fn load(repos: &[RepoSource], dir: &Path) -> HashMap<String, Index> {
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
+        if bytes.is_empty() {
+            // The remembered answer of a mirror that publishes no index (see `refresh`).
+            continue;
+        }
         match Index::parse(&bytes) {
             Ok((index, warnings)) => {
                 for w in warnings {

@@ -89,6 +89,15 @@ fn installs_with_dependencies_and_the_commit_is_offline() {
         std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0),
         0
     );
+    // A mirror that publishes no torrent index: one line, one request, no warning.
+    assert!(
+        out.stdout
+            .contains(" core publishes no torrent index; its packages come from mirrors"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(m.count("core.torrents"), 1);
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
 }
 
 #[test]
