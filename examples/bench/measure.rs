@@ -1,5 +1,9 @@
-//! Running a contender: wall time, CPU time and peak RSS from the kernel (`wait4`), output to
-//! a log file for the post-mortem of a failed run.
+//! Running a contender: wall time and CPU time from the kernel (`wait4`), peak RSS from GNU
+//! time, output to a log file for the post-mortem of a failed run.
+//!
+//! Peak RSS cannot come from our own `wait4`: a child's maxrss counts the memory image it was
+//! forked from, and the harness holds hundreds of megabytes (a workload's payload) at times.
+//! `/usr/bin/time` is small, and it is the one that forks the contender.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -17,9 +21,11 @@ pub struct Measured {
 pub struct Running {
     child: Child,
     started: Instant,
+    /// Where GNU time writes the peak RSS.
+    rss: tempfile::NamedTempFile,
 }
 
-/// Starts `cmd` with its output appended to `log`.
+/// Starts `cmd` (under GNU time) with its output appended to `log`.
 pub fn spawn(cmd: &mut Command, log: &Path) -> Running {
     let out = std::fs::OpenOptions::new()
         .create(true)
@@ -27,10 +33,33 @@ pub fn spawn(cmd: &mut Command, log: &Path) -> Running {
         .open(log)
         .expect("log file");
     let err = out.try_clone().expect("log file");
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    let rss = tempfile::NamedTempFile::new().expect("temp file");
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["--format", "%M", "--output"])
+        .arg(rss.path())
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => timed.env(key, value),
+            None => timed.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
+    timed.stdin(Stdio::null()).stdout(out).stderr(err);
     let started = Instant::now();
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    Running { child, started }
+    let child = timed
+        .spawn()
+        .unwrap_or_else(|e| panic!("/usr/bin/time {cmd:?}: {e}"));
+    Running {
+        child,
+        started,
+        rss,
+    }
 }
 
 impl Running {
@@ -43,10 +72,14 @@ impl Running {
         let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         let wall = self.started.elapsed();
         let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+        let max_rss_kb = std::fs::read_to_string(self.rss.path())
+            .ok()
+            .and_then(|text| text.lines().last()?.trim().parse().ok())
+            .unwrap_or(0);
         Measured {
             wall,
             cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
-            max_rss_kb: usage.ru_maxrss as u64,
+            max_rss_kb,
             ok: reaped == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         }
     }
