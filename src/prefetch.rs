@@ -644,9 +644,16 @@ impl SwarmWatch {
         loop {
             let stats = self.handle.stats();
             let now = Instant::now();
-            if stats.progress_bytes > self.verified {
-                bar.advance(Source::Peers, stats.progress_bytes - self.verified);
-                self.verified = stats.progress_bytes;
+            // While a torrent initializes, librqbit reports the bytes its initial check has
+            // read as progress (the whole file, for a file that does not exist yet): only a
+            // live torrent's progress is bytes received and verified.
+            let verified = match stats.state {
+                librqbit::TorrentStatsState::Live => stats.progress_bytes,
+                _ => 0,
+            };
+            if verified > self.verified {
+                bar.advance(Source::Peers, verified - self.verified);
+                self.verified = verified;
                 if let Some(sha256) = &mut self.sha256 {
                     sha256.advance_to(self.handle.verified_prefix_bytes());
                 }
@@ -656,6 +663,11 @@ impl SwarmWatch {
                 .as_ref()
                 .map_or(0, |live| live.snapshot.fetched_bytes)
                 .max(self.verified);
+            tracing::trace!(
+                "{}: {verified} verified, {fetched} received, {}",
+                self.path.display(),
+                stats.state
+            );
             if fetched > self.fetched {
                 self.fetched = fetched;
                 self.last_data = now;
