@@ -3,6 +3,7 @@
 //! minimum speed. Choosing mirrors and judging the bytes is the prefetch's job.
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -32,6 +33,8 @@ pub enum FetchError {
     TooLong(u64),
     #[error("interrupted")]
     Interrupted,
+    #[error("could not set up an HTTP client: {0}")]
+    Setup(String),
     #[error("{}", root_cause(.0))]
     Http(#[from] reqwest::Error),
     #[error("{0}")]
@@ -41,28 +44,37 @@ pub enum FetchError {
 /// A shared HTTP client with pactor's timeouts.
 #[derive(Clone)]
 pub struct Http {
-    client: reqwest::Client,
+    /// Built on first use: building it reads the system's CA certificates (3 ms), and a run
+    /// with nothing to download makes no request at all.
+    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
+    connect_timeout: Duration,
     idle: Duration,
     interrupt: Interrupt,
 }
 
 impl Http {
-    pub fn new(
-        connect_timeout: Duration,
-        idle_timeout: Duration,
-        interrupt: Interrupt,
-    ) -> anyhow::Result<Http> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .user_agent(concat!("pactor/", env!("CARGO_PKG_VERSION")))
-            // Package files are already compressed; ask for the bytes as they are.
-            .no_gzip()
-            .build()?;
-        Ok(Http {
-            client,
+    pub fn new(connect_timeout: Duration, idle_timeout: Duration, interrupt: Interrupt) -> Http {
+        Http {
+            client: Arc::default(),
+            connect_timeout,
             idle: idle_timeout,
             interrupt,
-        })
+        }
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, FetchError> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .connect_timeout(self.connect_timeout)
+                    .user_agent(concat!("pactor/", env!("CARGO_PKG_VERSION")))
+                    // Package files are already compressed; ask for the bytes as they are.
+                    .no_gzip()
+                    .build()
+                    .map_err(|e| root_cause(&e))
+            })
+            .as_ref()
+            .map_err(|e| FetchError::Setup(e.clone()))
     }
 
     /// Downloads `url` into `part`, continuing from the bytes already there. `max_len` bounds
@@ -97,7 +109,7 @@ impl Http {
             });
         }
 
-        let mut request = self.client.get(url);
+        let mut request = self.client()?.get(url);
         if offset > 0 {
             request = request.header(RANGE, format!("bytes={offset}-"));
         }
@@ -187,7 +199,7 @@ impl Http {
         url: &str,
         max_len: usize,
     ) -> Result<Option<Vec<u8>>, FetchError> {
-        let response = self.idle_bound(self.client.get(url).send()).await??;
+        let response = self.idle_bound(self.client()?.get(url).send()).await??;
         match response.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(None),
@@ -213,7 +225,7 @@ impl Http {
         from: u64,
         if_modified_since: Option<std::time::SystemTime>,
     ) -> Result<reqwest::Response, FetchError> {
-        let mut request = self.client.get(url);
+        let mut request = self.client()?.get(url);
         if from > 0 {
             request = request.header(RANGE, format!("bytes={from}-"));
         }

@@ -1,7 +1,10 @@
-//! Getting each sync repo's torrent index: during `-y`, and whenever the local copy is missing
-//! or older than the repo's database. Sources: every `TorrentIndex` URL of pactor.conf (with
-//! `$repo` and `$arch`), else `<server>/<repo>.torrents` on the repo's own servers. A 404 is
-//! normal (the mirror publishes nothing): that repo's files simply come over HTTP.
+//! Getting each sync repo's torrent index: whenever the local copy is missing or older than the
+//! repo's database (so after `-y` brought a new database), always with `-yy`, and when a file
+//! about to be downloaded is not listed (an index published after its database). A run with
+//! nothing to download makes no request for it. Sources: every `TorrentIndex` URL of
+//! pactor.conf (with `$repo` and `$arch`), else `<server>/<repo>.torrents` on the repo's own
+//! servers. A 404 is normal (the mirror publishes nothing): that repo's files simply come over
+//! HTTP.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +14,7 @@ use crate::index::{self, Index};
 use crate::ui;
 
 /// A sync repo as far as index fetching cares.
+#[derive(Clone)]
 pub struct RepoSource {
     pub name: String,
     pub servers: Vec<String>,
@@ -23,7 +27,8 @@ pub fn index_dir(db_path: &Path) -> PathBuf {
     db_path.join("pactor")
 }
 
-/// Refreshes the local indexes that need it (all of them with `force`).
+/// Refreshes the local indexes that need it (all of them with `force`); returns the names of
+/// the repos whose index was asked for.
 pub async fn refresh(
     http: &Http,
     repos: &[RepoSource],
@@ -31,12 +36,14 @@ pub async fn refresh(
     arch: &str,
     dir: &Path,
     force: bool,
-) {
+) -> Vec<String> {
+    let mut asked = Vec::new();
     for repo in repos {
         let local = dir.join(format!("{}.torrents", repo.name));
         if !force && !is_stale(&local, &repo.db_file) {
             continue;
         }
+        asked.push(repo.name.clone());
         let candidates: Vec<String> = if urls.is_empty() {
             repo.servers
                 .iter()
@@ -64,8 +71,8 @@ pub async fn refresh(
         match fetched {
             Some(bytes) => save(dir, &local, &bytes, &repo.name),
             None if published_nothing => {
-                // An empty file remembers the answer until the database changes, so repos
-                // without an index cost no request on every run.
+                // An empty file remembers the answer until the database changes, so a repo
+                // without an index costs no request in a run with nothing to download.
                 save(dir, &local, b"", &repo.name);
                 println!(
                     " {} publishes no torrent index; its packages come from mirrors",
@@ -78,6 +85,7 @@ pub async fn refresh(
             )),
         }
     }
+    asked
 }
 
 fn save(dir: &Path, local: &Path, bytes: &[u8], repo: &str) {

@@ -150,6 +150,19 @@ impl Prefetch {
         Ok((report, swarm))
     }
 
+    /// The repos with a file to download that their index does not list (as the database
+    /// describes it).
+    pub fn repos_without_entries(
+        &self,
+        files: &[PackageFile],
+    ) -> std::collections::BTreeSet<String> {
+        files
+            .iter()
+            .filter(|f| !self.cached(&f.filename) && self.swarm_entry(f).is_none())
+            .map(|f| f.repo.clone())
+            .collect()
+    }
+
     /// The index entry for a file, if it agrees with the database on name, size and sha256.
     /// Anything else in the index is ignored: the database is the authority.
     fn swarm_entry(&self, file: &PackageFile) -> Option<&Entry> {

@@ -45,9 +45,10 @@ pub fn run(args: SyncArgs) -> Result<()> {
     let interrupt = runtime
         .block_on(async { Interrupt::listen() })
         .context("could not watch signals")?;
-    let http = Http::new(settings.connect_timeout, settings.idle_timeout, interrupt)?;
+    let http = Http::new(settings.connect_timeout, settings.idle_timeout, interrupt);
 
-    // Plan: refresh (databases, then torrent indexes), then the transaction as pacman computes it.
+    // Plan: refresh (databases, then the torrent indexes older than their database, or all of
+    // them with -yy), then the transaction as pacman computes it.
     if args.refresh > 0 {
         transaction::refresh(&mut alpm, args.refresh >= 2)?;
     }
@@ -59,13 +60,13 @@ pub fn run(args: SyncArgs) -> Result<()> {
         .first()
         .cloned()
         .unwrap_or_else(|| "x86_64".into());
-    runtime.block_on(indexes::refresh(
+    let asked = runtime.block_on(indexes::refresh(
         &http,
         &repos,
         &settings.torrent_indexes,
         &arch,
         &index_dir,
-        args.refresh > 0,
+        args.refresh >= 2,
     ));
     if args.targets.is_empty() && args.sysupgrade == 0 {
         return Ok(());
@@ -79,7 +80,7 @@ pub fn run(args: SyncArgs) -> Result<()> {
     };
 
     // Fetch and verify: every file lands in the cache before the commit, or nothing is installed.
-    let prefetch = Prefetch {
+    let mut prefetch = Prefetch {
         cache_dirs: pacman.cache_dirs(),
         dest: pacman.writable_cache_dir()?,
         parallel: settings
@@ -96,6 +97,26 @@ pub fn run(args: SyncArgs) -> Result<()> {
             stall: settings.stall_timeout,
         },
     };
+    // An index that does not list a file about to be downloaded may predate its database (a
+    // mirror publishes the index after the database): ask again before the file goes to HTTP,
+    // unless it was just fetched.
+    let behind = prefetch.repos_without_entries(&files);
+    let behind: Vec<RepoSource> = repos
+        .iter()
+        .filter(|r| behind.contains(&r.name) && !asked.contains(&r.name))
+        .cloned()
+        .collect();
+    if !behind.is_empty() {
+        runtime.block_on(indexes::refresh(
+            &prefetch.http,
+            &behind,
+            &settings.torrent_indexes,
+            &arch,
+            &index_dir,
+            true,
+        ));
+        prefetch.swarm.indexes = indexes::load(&repos, &index_dir);
+    }
     let (report, swarm) = runtime.block_on(prefetch.run(&files))?;
     let state_dir = settings.state_dir.clone();
     let uploaded = swarm.as_ref().map_or(0, |s| s.uploaded_bytes());

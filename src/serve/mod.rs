@@ -144,7 +144,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             settings.connect_timeout,
             settings.idle_timeout,
             interrupt.clone(),
-        )?;
+        );
         let swarm_config = swarm_config(&settings);
         let swarm = match Swarm::start(&swarm_config, &store.staging.join("swarm")).await {
             Ok(swarm) => Some(swarm),
