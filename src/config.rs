@@ -380,11 +380,14 @@ pub const OPTIONS: &[ConfOption] = &[
         repeatable: false,
         group: Group::State,
         summary: "pactor's own state: the transfer statistics `pactor stats` reads, the \
-                  seeder's record of files it proved (so a restart reads nothing again)",
+                  seeder's record of files it proved (so a restart reads nothing again), \
+                  pacman-conf's remembered answer",
         doc: "Where pactor keeps its own state: the transfer statistics (stats.json) that \
-              pactor stats reads, and the seeder's record of the files it proved, so a \
-              restarted seeder does not read them all again. pactor -S (as root) and pactor \
-              seed (as the pactor user) both write there.",
+              pactor stats reads; the seeder's record of the files it proved, so a restarted \
+              seeder does not read them all again; and pacman-conf's answer for pacman.conf \
+              (pacman-conf.cache), reused while pacman.conf and the files it includes are \
+              unchanged. pactor -S (as root) and pactor seed (as the pactor user) both write \
+              there.",
         apply: |s, v| {
             s.state_dir = PathBuf::from(required(v)?);
             Ok(())

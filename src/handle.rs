@@ -31,9 +31,16 @@ impl PacmanConfig {
         Ok(PacmanConfig { conf })
     }
 
-    /// pacman.conf with the sync command line's overrides applied.
-    pub fn load(args: &SyncArgs) -> Result<PacmanConfig> {
-        let mut conf = Self::read(args.config.as_deref(), args.root.as_deref())?.conf;
+    /// pacman.conf with the sync command line's overrides applied. pacman-conf's answer is
+    /// remembered in `state_dir` while the files it read are unchanged (see `conf_cache`).
+    pub fn load(args: &SyncArgs, state_dir: &Path) -> Result<PacmanConfig> {
+        let expanded =
+            crate::conf_cache::expand(args.config.as_deref(), args.root.as_deref(), state_dir)
+                .and_then(|text| text.parse::<Config>());
+        let mut conf = expanded.map_err(|e| {
+            anyhow::anyhow!("{}", e.to_string().trim_end())
+                .context("failed to read pacman.conf through pacman-conf")
+        })?;
         let path = |p: &PathBuf| p.to_string_lossy().into_owned();
         if let Some(dbpath) = &args.dbpath {
             conf.db_path = path(dbpath);

@@ -5,6 +5,7 @@ mod callbacks;
 mod cli;
 mod commit;
 mod complete;
+mod conf_cache;
 mod config;
 mod generate;
 mod handle;

@@ -34,15 +34,27 @@ pub struct Identity {
 /// The identity of a regular file; `None` for anything else (a symlink is never followed).
 pub fn identity(path: &Path) -> Option<Identity> {
     let meta = std::fs::symlink_metadata(path).ok()?;
-    meta.file_type().is_file().then(|| Identity {
-        size: meta.len(),
-        dev: meta.dev(),
-        ino: meta.ino(),
-        mtime: meta.mtime(),
-        mtime_ns: meta.mtime_nsec(),
-        ctime: meta.ctime(),
-        ctime_ns: meta.ctime_nsec(),
-    })
+    meta.file_type().is_file().then(|| Identity::of(&meta))
+}
+
+/// The identity of a directory (its mtime moves when an entry is added or removed).
+pub fn dir_identity(path: &Path) -> Option<Identity> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.file_type().is_dir().then(|| Identity::of(&meta))
+}
+
+impl Identity {
+    fn of(meta: &std::fs::Metadata) -> Identity {
+        Identity {
+            size: meta.len(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime: meta.mtime(),
+            mtime_ns: meta.mtime_nsec(),
+            ctime: meta.ctime(),
+            ctime_ns: meta.ctime_nsec(),
+        }
+    }
 }
 
 /// What was learned from reading a file once.

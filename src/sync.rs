@@ -22,7 +22,7 @@ pub fn run(args: SyncArgs) -> Result<()> {
         "settings from {}: {settings:?}",
         args.pactor_conf.path.display()
     );
-    let pacman = PacmanConfig::load(&args)?;
+    let pacman = PacmanConfig::load(&args, &settings.state_dir)?;
     Ui::init(&args, pacman.conf.color);
 
     if args.targets.is_empty() && args.sysupgrade == 0 && args.refresh == 0 {
