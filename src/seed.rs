@@ -130,8 +130,9 @@ pub fn run(args: &SeedArgs) -> Result<()> {
                 Err(e) => ui::warning(&format!("{e:#}")),
             }
             say(&format!(
-                ":: seeding {} files from {label} on {listen}",
-                seeded.len()
+                ":: seeding {} files from {label} on {listen}, uploaded {}",
+                seeded.len(),
+                ui::human(swarm.uploaded_bytes())
             ));
             let next_rescan = tokio::time::sleep(rescan_every);
             tokio::pin!(next_rescan);

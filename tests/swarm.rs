@@ -90,6 +90,12 @@ fn packages_come_from_peers_and_the_mirror_serves_almost_nothing() {
         1,
         "the index is fetched during -y"
     );
+    // The seeder's status line counts what it uploaded (to 0.1 MiB).
+    let uploaded = seeder.uploaded();
+    assert!(
+        uploaded + 110_000 >= total && uploaded <= total + 110_000,
+        "uploaded {uploaded} of {total}"
+    );
 }
 
 #[test]

@@ -61,9 +61,9 @@ impl<'w> Services<'w> {
         self.tracker.wait_seeders(&self.hashes, count as u64);
     }
 
-    /// Bytes the seeders have written so far: their upload.
+    /// What the seeders have uploaded so far.
     pub fn seeder_bytes(&self) -> u64 {
-        self.seeders.iter().map(SeedProcess::written_bytes).sum()
+        self.seeders.iter().map(SeedProcess::uploaded).sum()
     }
 }
 

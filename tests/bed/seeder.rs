@@ -101,16 +101,31 @@ impl SeedProcess {
         }
     }
 
+    /// What the seeder has uploaded so far, from the status line it prints after a SIGHUP
+    /// (to a tenth of its unit: 0.1 MiB for megabytes).
+    pub fn uploaded(&self) -> u64 {
+        self.signal(libc::SIGHUP);
+        self.wait_for(|line| line == ":: rescanning (SIGHUP)");
+        let line = self.wait_for(|line| line.starts_with(":: seeding "));
+        let human = line
+            .rsplit_once(", uploaded ")
+            .map(|(_, h)| h.to_owned())
+            .unwrap_or_else(|| panic!("no upload total in {line:?}"));
+        let (value, unit) = human.split_once(' ').expect("a value and a unit");
+        let factor = match unit {
+            "B" => 1.0,
+            "KiB" => 1024.0,
+            "MiB" => 1024.0 * 1024.0,
+            "GiB" => 1024.0 * 1024.0 * 1024.0,
+            other => panic!("unit {other}"),
+        };
+        (value.parse::<f64>().expect("a number") * factor) as u64
+    }
+
     /// Bytes the seeder has read so far (`rchar` of /proc/PID/io: every read and pread,
     /// whether or not the page cache served it).
     pub fn read_bytes(&self) -> u64 {
         self.io_counter("rchar")
-    }
-
-    /// Bytes the seeder has written so far (`wchar`): what it uploaded to peers, plus its
-    /// status lines and state files, which are tiny beside it.
-    pub fn written_bytes(&self) -> u64 {
-        self.io_counter("wchar")
     }
 
     fn io_counter(&self, name: &str) -> u64 {
