@@ -76,8 +76,13 @@ impl Prefetch {
     /// Fetches what is missing. The swarm session, if one was needed, is returned still running:
     /// it keeps serving the fetched files to peers while the commit runs.
     pub async fn run(&self, files: &[PackageFile]) -> Result<(Report, Option<Swarm>)> {
-        let missing: Vec<&PackageFile> =
+        let mut missing: Vec<&PackageFile> =
             files.iter().filter(|f| !self.cached(&f.filename)).collect();
+        // Machines that upgrade together (a fleet, a CI farm) fetch the same files. In the
+        // same order they would all want the same file from the seedbox at the same time and
+        // have nothing to trade; each in its own order, they hold different files early on and
+        // serve them to each other.
+        rand::seq::SliceRandom::shuffle(&mut missing[..], &mut rand::rng());
         let staging = self.staging_dir();
         if !missing.is_empty() || files.iter().any(|f| self.wants_sig(f)) {
             std::fs::create_dir_all(&staging).with_context(|| {

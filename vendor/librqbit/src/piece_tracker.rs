@@ -66,6 +66,9 @@ where
     pub peer_has_piece: P,
     /// Returns true if the piece can be stolen (e.g., not locked for writing).
     pub can_steal: S,
+    /// pactor: how many live peers have each piece. With it, the rarest of the queued pieces
+    /// the peer has is picked (at random among equals) rather than the first.
+    pub availability: Option<&'a [u16]>,
 }
 
 /// Coordinates piece download state.
@@ -149,9 +152,33 @@ impl PieceTracker {
             .iter_queued_pieces(req.file_priorities, req.file_infos)
             .collect();
 
-        for piece in queued {
-            if (req.peer_has_piece)(piece) {
+        if let Some(availability) = req.availability {
+            // pactor: rarest first. Clients that start together and take pieces in file order
+            // all ask the seedbox for the same pieces and have nothing to trade. Taking the
+            // rarest piece a peer has, at random among equals, asks the seedbox for what no
+            // other peer holds yet and asks the other peers for the rest.
+            use rand::seq::IteratorRandom;
+            let rarity = |p: &ValidPieceIndex| availability.get(p.get_usize()).copied();
+            let rarest = queued
+                .iter()
+                .filter(|p| (req.peer_has_piece)(**p))
+                .filter_map(rarity)
+                .min();
+            let pick = rarest.and_then(|min| {
+                queued
+                    .iter()
+                    .filter(|p| (req.peer_has_piece)(**p) && rarity(p) == Some(min))
+                    .choose(&mut rand::rng())
+                    .copied()
+            });
+            if let Some(piece) = pick {
                 return self.reserve_piece(piece, req.peer);
+            }
+        } else {
+            for piece in queued {
+                if (req.peer_has_piece)(piece) {
+                    return self.reserve_piece(piece, req.peer);
+                }
             }
         }
 

@@ -723,6 +723,21 @@ impl TorrentStateLive {
             .map(|c| *c.get_hns())
     }
 
+    // pactor: how many live peers have each piece, for rarest-first picks.
+    fn availability(&self) -> Vec<u16> {
+        let mut counts = vec![0u16; self.lengths.total_pieces() as usize];
+        for peer in self.peers.states.iter() {
+            if let PeerState::Live(live) = peer.value().get_state() {
+                for piece in live.bitfield.iter_ones() {
+                    if let Some(count) = counts.get_mut(piece) {
+                        *count = count.saturating_add(1);
+                    }
+                }
+            }
+        }
+        counts
+    }
+
     fn transmit_haves(&self, index: ValidPieceIndex) {
         let _ = self.have_broadcast_tx.send(index);
     }
@@ -1431,6 +1446,10 @@ impl PeerHandler {
 
         // Steal info to process after releasing the peer lock
         let mut steal_info: Option<(SocketAddr, ValidPieceIndex)> = None;
+        // pactor: rarest first once there is a swarm to trade with; alone with one seeder, file
+        // order (the file is then hashed front to back as it arrives). Counted before taking
+        // this peer's lock: counting visits every peer.
+        let availability = (self.state.peers.stats().live > 1).then(|| self.state.availability());
 
         let result = self
             .state
@@ -1458,6 +1477,7 @@ impl PeerHandler {
                             .try_write()
                             .is_some()
                     },
+                    availability: availability.as_deref(),
                 });
 
                 match result {
