@@ -403,8 +403,22 @@ fn upstream(key: Option<&str>, value: Option<&str>) -> Result<Vec<String>, Strin
 
 /// The `Server =` URLs of a pacman mirrorlist, in order.
 fn mirrorlist(path: &str) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("could not read mirrorlist {path}: {e}"))?;
+    use std::io::Read;
+    /// Arch's mirrorlist is 30 KiB; anything this large is not a mirrorlist.
+    const MAX_MIRRORLIST: u64 = 4 << 20;
+    let read = || -> std::io::Result<String> {
+        let file = std::fs::File::open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        let mut text = String::new();
+        file.take(MAX_MIRRORLIST + 1).read_to_string(&mut text)?;
+        if text.len() as u64 > MAX_MIRRORLIST {
+            return Err(std::io::Error::other("larger than 4 MiB"));
+        }
+        Ok(text)
+    };
+    let text = read().map_err(|e| format!("could not read mirrorlist {path}: {e}"))?;
     Ok(text
         .lines()
         .filter_map(|raw| {

@@ -57,6 +57,11 @@ impl PacmanConfig {
         conf.ignore_group.extend(args.ignoregroup.iter().cloned());
         // pactor never aborts slow transfers; alpm only ever downloads databases for us.
         conf.disable_download_timeout |= args.disable_download_timeout;
+        // pacman's --disable-sandbox is both parts at once (pacman-conf prints DisableSandbox
+        // of pacman.conf as the two as well). They apply to alpm's own downloader (the
+        // databases) and to pactor's download process.
+        conf.disable_sandbox_filesystem |= args.disable_sandbox || args.disable_sandbox_filesystem;
+        conf.disable_sandbox_syscalls |= args.disable_sandbox || args.disable_sandbox_syscalls;
         Ok(PacmanConfig { conf })
     }
 

@@ -1,5 +1,6 @@
 //! Getting each sync repo's torrent index: during `-y`, and whenever the local copy is missing
-//! or older than the repo's database. Sources: every `TorrentIndex` URL of pactor.conf (with
+//! or older than the repo's database. The root process decides which ([`stale`]) and keeps
+//! what comes ([`record`]); the download process fetches ([`fetch`]). Sources: every `TorrentIndex` URL of pactor.conf (with
 //! `$repo` and `$arch`), else `<server>/<repo>.torrents` on the repo's own servers. A 404 is
 //! normal (the mirror publishes nothing): that repo's files simply come over HTTP.
 
@@ -23,7 +24,8 @@ pub fn index_dir(db_path: &Path) -> PathBuf {
     db_path.join("pactor")
 }
 
-/// Refreshes the local indexes that need it (all of them with `force`).
+/// Refreshes the local indexes that need it (all of them with `force`), in this process
+/// (`pactor serve`).
 pub async fn refresh(
     http: &Http,
     repos: &[RepoSource],
@@ -32,6 +34,28 @@ pub async fn refresh(
     dir: &Path,
     force: bool,
 ) {
+    for stale in stale(repos, urls, arch, dir, force) {
+        let fetched = fetch(http, &stale.urls).await;
+        record(dir, &stale, fetched);
+    }
+}
+
+/// One index to refresh: the repo and the URLs to try, in order.
+pub struct Stale {
+    pub repo: String,
+    pub local: PathBuf,
+    pub urls: Vec<String>,
+}
+
+/// The local indexes that need refreshing (all of them with `force`), with their sources.
+pub fn stale(
+    repos: &[RepoSource],
+    urls: &[String],
+    arch: &str,
+    dir: &Path,
+    force: bool,
+) -> Vec<Stale> {
+    let mut out = Vec::new();
     for repo in repos {
         let local = dir.join(format!("{}.torrents", repo.name));
         if !force && !is_stale(&local, &repo.db_file) {
@@ -47,36 +71,60 @@ pub async fn refresh(
                 .map(|u| u.replace("$repo", &repo.name).replace("$arch", arch))
                 .collect()
         };
-        // A 404 from any server that works means "no index here"; only errors everywhere
-        // leave the question open.
-        let mut published_nothing = false;
-        let mut fetched = None;
-        for url in &candidates {
-            match http.get_small(url, index::MAX_INDEX_BYTES).await {
-                Ok(Some(bytes)) => {
-                    fetched = Some(bytes);
-                    break;
-                }
-                Ok(None) => published_nothing = true,
-                Err(e) => tracing::info!("{url}: {e}"),
-            }
+        out.push(Stale {
+            repo: repo.name.clone(),
+            local,
+            urls: candidates,
+        });
+    }
+    out
+}
+
+/// What the servers of one index said.
+pub enum Fetched {
+    Index(Vec<u8>),
+    /// A server that works answered 404: the repo publishes no index.
+    Nothing,
+    /// Errors everywhere: the question stays open.
+    Failed,
+}
+
+/// Tries `urls` in order (in the download process).
+pub async fn fetch(http: &Http, urls: &[String]) -> Fetched {
+    // A 404 from any server that works means "no index here"; only errors everywhere leave
+    // the question open.
+    let mut published_nothing = false;
+    for url in urls {
+        match http.get_small(url, index::MAX_INDEX_BYTES).await {
+            Ok(Some(bytes)) => return Fetched::Index(bytes),
+            Ok(None) => published_nothing = true,
+            Err(e) => tracing::info!("{url}: {e}"),
         }
-        match fetched {
-            Some(bytes) => save(dir, &local, &bytes, &repo.name),
-            None if published_nothing => {
-                // An empty file remembers the answer until the database changes, so repos
-                // without an index cost no request on every run.
-                save(dir, &local, b"", &repo.name);
-                println!(
-                    " {} publishes no torrent index; its packages come from mirrors",
-                    repo.name
-                );
-            }
-            None => ui::warning(&format!(
-                "could not download the torrent index of {}",
-                repo.name
-            )),
+    }
+    if published_nothing {
+        Fetched::Nothing
+    } else {
+        Fetched::Failed
+    }
+}
+
+/// Keeps what was fetched for `stale` (in the root process).
+pub fn record(dir: &Path, stale: &Stale, fetched: Fetched) {
+    match fetched {
+        Fetched::Index(bytes) => save(dir, &stale.local, &bytes, &stale.repo),
+        Fetched::Nothing => {
+            // An empty file remembers the answer until the database changes, so repos
+            // without an index cost no request on every run.
+            save(dir, &stale.local, b"", &stale.repo);
+            println!(
+                " {} publishes no torrent index; its packages come from mirrors",
+                stale.repo
+            );
         }
+        Fetched::Failed => ui::warning(&format!(
+            "could not download the torrent index of {}",
+            stale.repo
+        )),
     }
 }
 
@@ -108,6 +156,10 @@ pub fn load(repos: &[RepoSource], dir: &Path) -> HashMap<String, Index> {
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
+        // An empty file is the remembered answer "this repo publishes no index".
+        if bytes.is_empty() {
+            continue;
+        }
         match Index::parse(&bytes) {
             Ok((index, warnings)) => {
                 for w in warnings {
