@@ -96,6 +96,12 @@ impl PacmanConfig {
         // packages install their hooks); alpm-utils replaces the list with HookDir alone, so
         // it is put back in front, as pacman adds HookDir to it.
         let system_hooks: Vec<String> = alpm.hookdirs().iter().map(str::to_owned).collect();
+        // libalpm refuses a DownloadUser that does not exist; pacman says so in these words.
+        if let Some(user) = &self.conf.download_user
+            && crate::fetcher::sandbox::lookup_user(user).is_err()
+        {
+            bail!("problem setting DownloadUser '{user}' (user does not exist)");
+        }
         alpm_utils::configure_alpm(&mut alpm, &self.conf).map_err(init_error)?;
         alpm.set_hookdirs(system_hooks.iter().chain(self.conf.hook_dir.iter()))
             .context("failed to set HookDir")?;

@@ -71,7 +71,7 @@ pub fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if let Err(e) = super::sandbox::enter(&start.sandbox, &start.fetch_dir) {
+    if let Err(e) = super::sandbox::enter(&start.sandbox, &start.fetch_dir, start.debug) {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }

@@ -202,7 +202,7 @@ pub fn lookup_user(user: &str) -> Result<(libc::uid_t, libc::gid_t)> {
 /// In the child, before any other thread exists (Landlock, no-new-privs and the syscall filter
 /// bind the calling thread and what it starts): enters the sandbox, then arranges to get
 /// SIGTERM when the root process dies (the credential change cleared any earlier request).
-pub fn enter(plan: &Plan, fetch_dir: &Path) -> Result<()> {
+pub fn enter(plan: &Plan, fetch_dir: &Path, debug: bool) -> Result<()> {
     let parent = unsafe { libc::getppid() };
     if let Some(user) = &plan.user {
         let dir = fetch_dir
@@ -211,9 +211,11 @@ pub fn enter(plan: &Plan, fetch_dir: &Path) -> Result<()> {
         let mut alpm = alpm::Alpm::new("/", dir).context("could not start libalpm")?;
         alpm.set_disable_sandbox_filesystem(!plan.filesystem);
         alpm.set_disable_sandbox_syscalls(!plan.syscalls);
-        alpm.set_log_cb((), |level, message, _| {
+        alpm.set_log_cb(debug, |level, message, debug| {
             if level.intersects(alpm::LogLevel::ERROR | alpm::LogLevel::WARNING) {
                 eprint!("error: {message}");
+            } else if *debug && level.intersects(alpm::LogLevel::DEBUG) {
+                eprint!("debug: {message}");
             }
         });
         alpm.sandbox_setup_child(user.clone(), dir.to_owned(), true)
