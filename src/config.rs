@@ -164,9 +164,10 @@ pub const OPTIONS: &[ConfOption] = &[
         sample: "IdleTimeout = 30",
         repeatable: false,
         group: Group::Mirrors,
-        summary: "seconds a mirror may send nothing before the next mirror is tried (no low-speed abort)",
-        doc: "Seconds a mirror may send nothing at all before the next mirror is tried. pactor \
-              has no low-speed abort: a slow but moving transfer is never dropped.",
+        summary: "seconds a mirror may send nothing (under 1 KiB) before the next mirror is tried; no other low-speed abort",
+        doc: "Seconds a mirror may send nothing before the next mirror is tried; less than 1 KiB \
+              in that time counts as nothing (a server trickling a byte a second). Beyond that \
+              pactor has no low-speed abort: a slow transfer that moves is never dropped.",
         apply: |s, v| {
             s.idle_timeout = seconds(required(v)?)?;
             Ok(())

@@ -258,7 +258,7 @@ impl Prefetch {
         let dir = staging.join("swarm");
         bar.set_active(Source::Peers, true);
         let leeched = tokio::select! {
-            handle = swarm.leech(&file.filename, entry.info_hash, &dir, peers, self.swarm.stall) => handle.map_err(|e| format!("{e:#}")),
+            handle = swarm.leech(&file.filename, file.size, entry.info_hash, &dir, peers, self.swarm.stall) => handle.map_err(|e| format!("{e:#}")),
             _ = self.http.interrupt().wait() => Err("interrupted".into()),
         };
         let handle = match leeched {

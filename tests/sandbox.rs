@@ -324,3 +324,99 @@ fn the_swarm_works_inside_the_sandbox_and_seeds_from_the_staging_copy() {
     let swarm = env.cache_dir().join("download-pactor/fetch/swarm");
     assert_eq!(std::fs::read_dir(&swarm).map(|d| d.count()).unwrap_or(0), 0);
 }
+
+/// CPU time (user + system) of the waited-for children of this process so far.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// What the hand-over costs: one large package (`PACTOR_MEASURE_MB`, default 500) fetched
+/// with `-Sw` over loopback, from a mirror and from a local seeder, with and without a
+/// DownloadUser; wall time and CPU time of pactor and its download process, median of
+/// `PACTOR_MEASURE_REPS` (default 3). Compare builds with `PACTOR_BIN`:
+///
+/// ```sh
+/// cargo test --test sandbox -- --ignored --nocapture measure_handover_cost
+/// PACTOR_BIN=/path/to/older/pactor cargo test --test sandbox -- --ignored --nocapture measure_handover_cost
+/// ```
+#[test]
+#[ignore]
+fn measure_handover_cost() {
+    let mb: usize = std::env::var("PACTOR_MEASURE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let reps: usize = std::env::var("PACTOR_MEASURE_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let mut repo = Repo::new(&dir, "core");
+    let big = Pkg::new("big", "1.0-1").payload(mb * 1_000_000);
+    repo.add(std::slice::from_ref(&big));
+    let mut publish = std::process::Command::new(pactor_bin());
+    publish.arg("publish").arg(&dir);
+    run(publish).assert_ok();
+    let size = std::fs::metadata(repo.path(&big)).unwrap().len();
+    let mirror = Mirror::start(&dir);
+    let seeder_conf = tmp.path().join("seeder.conf");
+    write_pactor_conf(&seeder_conf, "");
+    let seeder = SeedProcess::dir(&dir, &seeder_conf);
+    seeder.wait_seeding(1);
+    println!("pactor: {}", pactor_bin().display());
+    println!("| source | DownloadUser | wall (median) | CPU (median) | MB/s |");
+    println!("| --- | --- | --- | --- | --- |");
+    for source in ["mirror", "swarm"] {
+        for user in [None, Some("alpm")] {
+            let mut walls = Vec::new();
+            let mut cpus = Vec::new();
+            for _ in 0..reps {
+                let mut builder = TestEnv::builder().repo("core", &[mirror.url()]);
+                if let Some(user) = user {
+                    builder = builder.download_user(user);
+                }
+                let env = builder.build();
+                let conf = match source {
+                    "swarm" => format!(
+                        "[options]\nPeer = 127.0.0.1:{}\nStallTimeout = 30\n",
+                        seeder.port
+                    ),
+                    _ => "[options]\nTorrentIndex = http://127.0.0.1:1/none\n".to_string(),
+                };
+                env.write_pactor_conf(&conf);
+                run(env.pactor(&["-Sy"])).assert_ok();
+                let cpu = children_cpu();
+                let started = Instant::now();
+                let out = run(env.pactor(&["-Sw", "--noconfirm", "big"]));
+                let wall = started.elapsed();
+                out.assert_ok();
+                assert_eq!(
+                    std::fs::metadata(env.cache_dir().join(big.filename()))
+                        .unwrap()
+                        .len(),
+                    size
+                );
+                walls.push(wall);
+                cpus.push(children_cpu() - cpu);
+            }
+            walls.sort();
+            cpus.sort();
+            let wall = walls[reps / 2];
+            println!(
+                "| {source} | {} | {:.2} s | {:.2} s | {:.0} |",
+                user.unwrap_or("(unset)"),
+                wall.as_secs_f64(),
+                cpus[reps / 2].as_secs_f64(),
+                size as f64 / 1e6 / wall.as_secs_f64()
+            );
+        }
+    }
+}

@@ -192,8 +192,13 @@ pub fn write_pactor_conf(path: &Path, text: &str) {
     std::fs::write(path, format!("{text}\nStateDir = {}\n", state.display())).unwrap();
 }
 
-/// The built pactor: Cargo names it for integration tests; examples find it beside themselves.
+/// The built pactor: Cargo names it for integration tests; examples find it beside themselves;
+/// `$PACTOR_BIN` overrides both.
 pub fn pactor_bin() -> PathBuf {
+    // Measurements compare builds: `PACTOR_BIN=/path/to/other/pactor`.
+    if let Some(path) = std::env::var_os("PACTOR_BIN") {
+        return path.into();
+    }
     if let Some(path) = option_env!("CARGO_BIN_EXE_pactor") {
         return path.into();
     }

@@ -5,6 +5,7 @@
 
 pub mod env;
 pub mod mirror;
+pub mod peer;
 pub mod pkg;
 pub mod repo;
 pub mod seeder;
@@ -14,6 +15,7 @@ pub use env::{
     uid_of, write_pactor_conf,
 };
 pub use mirror::{Fault, Mirror, Request};
+pub use peer::{BadPeer, Behaviour};
 pub use pkg::Pkg;
 pub use repo::{Gpg, Repo};
 pub use seeder::{SeedProcess, free_port};
