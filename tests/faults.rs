@@ -134,7 +134,7 @@ fn a_signal_during_the_prefetch_loses_nothing_and_the_rerun_fetches_only_what_is
             || download_processes(&fetch).is_empty(),
         );
         assert!(b.env.installed().is_empty());
-        assert_eq!(b.env.cache_files(), [bar.clone()], "{signal}");
+        assert_eq!(b.env.cache_files(), std::slice::from_ref(&bar), "{signal}");
         let kept = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
         assert!(kept > 0, "what arrived is kept for the next run");
 

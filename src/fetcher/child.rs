@@ -30,14 +30,21 @@ use crate::prefetch::{Prefetch, SwarmPlan};
 use crate::swarm::{Swarm, SwarmConfig};
 use crate::transaction::PackageFile;
 
-/// Messages to the root process, written in order by one thread.
+/// Messages to the root process, written in order by one thread. `None` ends the stream:
+/// senders live on in the `ui` and `progress` redirects, so the writer cannot wait for them all
+/// to go.
 #[derive(Clone)]
-struct Outbox(std::sync::mpsc::Sender<ToParent>);
+struct Outbox(std::sync::mpsc::Sender<Option<ToParent>>);
 
 impl Outbox {
     fn send(&self, message: ToParent) {
         // The root process gone is noticed on stdin; nothing to do here.
-        let _ = self.0.send(message);
+        let _ = self.0.send(Some(message));
+    }
+
+    /// Ends the stream once everything sent before is written.
+    fn close(&self) {
+        let _ = self.0.send(None);
     }
 }
 
@@ -77,10 +84,10 @@ pub fn main() -> ExitCode {
     }
     crate::ui::init_tracing(start.debug);
 
-    let (tx, rx) = std::sync::mpsc::channel::<ToParent>();
+    let (tx, rx) = std::sync::mpsc::channel::<Option<ToParent>>();
     let writer = std::thread::spawn(move || {
         let mut out = std::io::BufWriter::new(protocol_out);
-        while let Ok(message) = rx.recv() {
+        while let Ok(Some(message)) = rx.recv() {
             if protocol::write_frame(&mut out, &message).is_err() {
                 break;
             }
@@ -101,9 +108,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = runtime.block_on(serve(start, outbox, bars));
-    runtime.shutdown_timeout(Duration::from_secs(2));
+    let code = runtime.block_on(serve(start, outbox.clone(), bars));
+    outbox.close();
     let _ = writer.join();
+    runtime.shutdown_timeout(Duration::from_secs(2));
     code
 }
 
@@ -212,12 +220,12 @@ async fn serve(start: Start, outbox: Outbox, bars: Arc<RemoteBars>) -> ExitCode 
             ToChild::Start(_) | ToChild::Verdict { .. } => {}
         }
     }
+    // No `Swarm::stop` (librqbit sleeps a second in it): the process ends now, which closes
+    // every connection and file; the seeded copies can go while still open.
     let uploaded = match kept {
         Some((swarm, handover)) => {
-            let uploaded = swarm.uploaded_bytes();
-            swarm.stop().await;
             handover.remove_seeded_copies();
-            uploaded
+            swarm.uploaded_bytes()
         }
         None => 0,
     };
