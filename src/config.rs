@@ -541,7 +541,7 @@ pub fn rate(value: &str) -> Result<u32, String> {
         .trim()
         .parse::<u64>()
         .ok()
-        .map(|n| n * factor)
+        .and_then(|n| n.checked_mul(factor))
         .filter(|n| (16 * 1024..=u32::MAX as u64).contains(n))
         .map(|n| n as u32)
         .ok_or_else(|| format!("'{value}' is not a rate from 16K to 4G bytes per second"))
@@ -599,6 +599,28 @@ mod tests {
 
     fn parse(text: &str) -> Result<Settings, ConfigError> {
         Settings::parse(text, Path::new("/etc/pactor.conf"))
+    }
+
+    /// Found by `fuzz/fuzz_targets/config.rs` (fuzz/regressions/config/): the suffix's factor
+    /// overflowed u64 (a panic with debug assertions, a wrapped rate in a release build).
+    #[test]
+    fn a_rate_too_large_for_any_integer_is_an_error_not_an_overflow() {
+        for huge in [
+            "700000000000086M",
+            "18446744073709551615G",
+            "17592186044416K",
+        ] {
+            assert!(rate(huge).is_err(), "{huge}");
+        }
+        let crash = include_bytes!(
+            "../fuzz/regressions/config/crash-bc30c33877c0f82b7e90d90c5fff759d66fcdf76"
+        );
+        let err = parse(&String::from_utf8_lossy(crash)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("line 5: '000007000000000000086M' is not a rate"),
+            "{err}"
+        );
     }
 
     #[test]

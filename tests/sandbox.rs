@@ -395,9 +395,16 @@ fn measure_handover_cost() {
                 run(env.pactor(&["-Sy"])).assert_ok();
                 let cpu = children_cpu();
                 let started = Instant::now();
-                let out = run(env.pactor(&["-Sw", "--noconfirm", "big"]));
+                let out = run(env.pactor(&["-Sw", "--noconfirm", "--debug", "big"]));
                 let wall = started.elapsed();
                 out.assert_ok();
+                for line in out
+                    .stderr
+                    .lines()
+                    .filter(|l| l.contains("copying it again"))
+                {
+                    println!("  {source}: {line}");
+                }
                 assert_eq!(
                     std::fs::metadata(env.cache_dir().join(big.filename()))
                         .unwrap()

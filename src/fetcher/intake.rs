@@ -126,7 +126,11 @@ impl Intake {
             .and_then(|()| copy.check(expected));
         match result {
             Ok(()) => self.place(copy, &expected.name),
-            Err(_) if pipelined => {
+            Err(why) if pipelined => {
+                tracing::debug!(
+                    "{}: the copy made while it arrived {why}; copying it again whole",
+                    expected.name
+                );
                 let staged = copy.staged;
                 drop(copy);
                 let again = self
