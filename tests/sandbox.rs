@@ -395,7 +395,14 @@ fn measure_handover_cost() {
                 run(env.pactor(&["-Sy"])).assert_ok();
                 let cpu = children_cpu();
                 let started = Instant::now();
-                let out = run(env.pactor(&["-Sw", "--noconfirm", "--debug", "big"]));
+                // PACTOR_MEASURE_DEBUG: say when a pipelined copy had to be made again.
+                let debug = std::env::var_os("PACTOR_MEASURE_DEBUG").is_some();
+                let args: &[&str] = if debug {
+                    &["-Sw", "--noconfirm", "--debug", "big"]
+                } else {
+                    &["-Sw", "--noconfirm", "big"]
+                };
+                let out = run(env.pactor(args));
                 let wall = started.elapsed();
                 out.assert_ok();
                 for line in out
