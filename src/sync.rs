@@ -6,7 +6,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cli::SyncArgs;
 use crate::config::Settings;
-use crate::fetcher::protocol::{PrefetchJob, Report, SwarmSettings};
+use crate::fetcher::protocol::{Base64, PrefetchJob, Report, SwarmSettings};
 use crate::fetcher::{Downloads, Setup, sandbox};
 use crate::handle::{self, PacmanConfig};
 use crate::indexes::{self, RepoSource};
@@ -100,7 +100,7 @@ pub fn run(args: SyncArgs) -> Result<()> {
                 .max(1),
             indexes: indexes::load(&repos, &index_dir)
                 .into_iter()
-                .map(|(repo, index)| (repo, index.to_bytes()))
+                .map(|(repo, index)| (repo, Base64(index.to_bytes())))
                 .collect(),
             swarm: swarm_settings(&settings),
             peers: settings.peers.clone(),

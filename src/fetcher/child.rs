@@ -66,7 +66,7 @@ pub fn main() -> ExitCode {
     // SAFETY: `protocol_fd` was just created by dup and is owned here alone.
     let protocol_out = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(protocol_fd) });
     let mut stdin = std::io::stdin().lock();
-    let start: Start = match protocol::read_frame(&mut stdin) {
+    let start: Start = match protocol::read_frame(&mut stdin, protocol::MAX_JOB_FRAME) {
         Ok(ToChild::Start(start)) => start,
         _ => return ExitCode::from(2),
     };
@@ -157,7 +157,7 @@ async fn serve(start: Start, outbox: Outbox, bars: Arc<RemoteBars>) -> ExitCode 
         std::thread::spawn(move || {
             let mut stdin = std::io::stdin().lock();
             loop {
-                match protocol::read_frame::<ToChild>(&mut stdin) {
+                match protocol::read_frame::<ToChild>(&mut stdin, protocol::MAX_JOB_FRAME) {
                     Ok(ToChild::Verdict {
                         file,
                         staged,
@@ -267,7 +267,7 @@ async fn prefetch(
     let indexes = job
         .indexes
         .iter()
-        .filter_map(|(repo, bytes)| Some((repo.clone(), Index::parse(bytes).ok()?.0)))
+        .filter_map(|(repo, bytes)| Some((repo.clone(), Index::parse(&bytes.0).ok()?.0)))
         .collect();
     let s = job.swarm;
     let prefetch = Prefetch {

@@ -161,7 +161,7 @@ impl Fetcher {
         std::thread::spawn(move || {
             let mut stdout = BufReader::new(stdout);
             loop {
-                let frame = protocol::read_frame::<ToParent>(&mut stdout);
+                let frame = protocol::read_frame::<ToParent>(&mut stdout, protocol::MAX_FRAME);
                 let last = frame.is_err();
                 if tx.send(frame).is_err() || last {
                     break;

@@ -19,8 +19,12 @@ use crate::transaction::PackageFile;
 
 /// Bumped whenever a message changes meaning.
 pub const VERSION: u32 = 1;
-/// No message is larger: job lists are a few hundred bytes per file, progress a few dozen.
+/// The largest message the root process reads from the child: progress and offers are a few
+/// dozen bytes.
 pub const MAX_FRAME: usize = 4 << 20;
+/// The largest message the child reads from the root process, which it trusts: a job carries
+/// the repos' torrent indexes (Arch's largest is a few MiB; each may be up to 64 MiB).
+pub const MAX_JOB_FRAME: usize = 512 << 20;
 /// Text from the child is cut to this many characters.
 pub const MAX_TEXT: usize = 2048;
 
@@ -72,7 +76,7 @@ pub struct PrefetchJob {
     pub cache_dirs: Vec<PathBuf>,
     pub parallel: usize,
     /// The repos' torrent indexes, re-encoded by the parent from what it parsed.
-    pub indexes: Vec<(String, Vec<u8>)>,
+    pub indexes: Vec<(String, Base64)>,
     pub swarm: SwarmSettings,
     pub peers: Vec<String>,
     pub stall_ms: u64,
@@ -220,12 +224,34 @@ pub enum Failure {
     Error(String),
 }
 
+/// Bytes carried as base64 text (JSON would spend four characters on each byte).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base64(pub Vec<u8>);
+
+impl Serialize for Base64 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Base64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map(Base64)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// Why a frame was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("the other side closed the pipe")]
     Closed,
-    #[error("a message of {0} bytes, more than the {MAX_FRAME} allowed")]
+    #[error("a message of {0} bytes, more than allowed")]
     TooLarge(usize),
     #[error("a malformed message: {0}")]
     Malformed(String),
@@ -235,7 +261,6 @@ pub enum FrameError {
 
 fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     let body = serde_json::to_vec(message).expect("messages always serialize");
-    assert!(body.len() <= MAX_FRAME, "a message over the frame limit");
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
     frame.extend_from_slice(&body);
@@ -246,9 +271,9 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     serde_json::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))
 }
 
-fn check_len(header: [u8; 4]) -> Result<usize, FrameError> {
+fn check_len(header: [u8; 4], max: usize) -> Result<usize, FrameError> {
     let len = u32::from_be_bytes(header) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(FrameError::TooLarge(len));
     }
     Ok(len)
@@ -260,14 +285,14 @@ pub fn write_frame<T: Serialize>(out: &mut impl Write, message: &T) -> std::io::
     out.flush()
 }
 
-/// Reads one frame (blocking).
-pub fn read_frame<T: DeserializeOwned>(input: &mut impl Read) -> Result<T, FrameError> {
+/// Reads one frame of at most `max` bytes (blocking).
+pub fn read_frame<T: DeserializeOwned>(input: &mut impl Read, max: usize) -> Result<T, FrameError> {
     let mut header = [0u8; 4];
     match input.read_exact(&mut header) {
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
         other => other?,
     }
-    let mut body = vec![0u8; check_len(header)?];
+    let mut body = vec![0u8; check_len(header, max)?];
     input.read_exact(&mut body)?;
     decode(&body)
 }
@@ -298,7 +323,7 @@ mod tests {
             staged: Staged::Swarm,
         };
         write_frame(&mut buf, &message).unwrap();
-        let back: ToParent = read_frame(&mut &buf[..]).unwrap();
+        let back: ToParent = read_frame(&mut &buf[..], MAX_FRAME).unwrap();
         assert!(matches!(
             back,
             ToParent::Ready {
@@ -312,22 +337,47 @@ mod tests {
     fn oversized_truncated_and_garbage_frames_are_refused() {
         let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
         assert!(matches!(
-            read_frame::<ToParent>(&mut &huge[..]),
+            read_frame::<ToParent>(&mut &huge[..], MAX_FRAME),
             Err(FrameError::TooLarge(_))
         ));
         assert!(matches!(
-            read_frame::<ToParent>(&mut &[0u8, 0][..]),
+            read_frame::<ToParent>(&mut &[0u8, 0][..], MAX_FRAME),
             Err(FrameError::Closed)
         ));
         let mut garbage = 5u32.to_be_bytes().to_vec();
         garbage.extend_from_slice(b"{{{{{");
         assert!(matches!(
-            read_frame::<ToParent>(&mut &garbage[..]),
+            read_frame::<ToParent>(&mut &garbage[..], MAX_FRAME),
             Err(FrameError::Malformed(_))
         ));
         let mut short = 50u32.to_be_bytes().to_vec();
         short.extend_from_slice(b"{}");
-        assert!(read_frame::<ToParent>(&mut &short[..]).is_err());
+        assert!(read_frame::<ToParent>(&mut &short[..], MAX_FRAME).is_err());
+    }
+
+    #[test]
+    fn a_job_with_large_indexes_fits_the_childs_limit() {
+        let job = ToChild::Prefetch(Box::new(PrefetchJob {
+            files: vec![],
+            cache_dirs: vec![],
+            parallel: 1,
+            indexes: vec![("extra".into(), Base64(vec![0xab; 8 << 20]))],
+            swarm: SwarmSettings::default(),
+            peers: vec![],
+            stall_ms: 1,
+        }));
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &job).unwrap();
+        assert!(buf.len() < (8 << 20) * 3 / 2, "base64, not JSON arrays");
+        let back: ToChild = read_frame(&mut &buf[..], MAX_JOB_FRAME).unwrap();
+        let ToChild::Prefetch(job) = back else {
+            panic!()
+        };
+        assert_eq!(job.indexes[0].1.0.len(), 8 << 20);
+        assert!(matches!(
+            read_frame::<ToChild>(&mut &buf[..], MAX_FRAME),
+            Err(FrameError::TooLarge(_))
+        ));
     }
 
     #[test]
