@@ -267,6 +267,15 @@ pub struct SyncArgs {
     /// Accepted for pacman compatibility; pactor never aborts a slow download
     #[arg(long)]
     pub disable_download_timeout: bool,
+    /// Disable the download process's sandbox: downloads then run as root (both parts below)
+    #[arg(long)]
+    pub disable_sandbox: bool,
+    /// Disable the filesystem part (Landlock) of the download process's sandbox
+    #[arg(long)]
+    pub disable_sandbox_filesystem: bool,
+    /// Disable the syscall filter of the download process's sandbox
+    #[arg(long)]
+    pub disable_sandbox_syscalls: bool,
     /// Do not show progress bars
     #[arg(long)]
     pub noprogressbar: bool,

@@ -164,9 +164,10 @@ pub const OPTIONS: &[ConfOption] = &[
         sample: "IdleTimeout = 30",
         repeatable: false,
         group: Group::Mirrors,
-        summary: "seconds a mirror may send nothing before the next mirror is tried (no low-speed abort)",
-        doc: "Seconds a mirror may send nothing at all before the next mirror is tried. pactor \
-              has no low-speed abort: a slow but moving transfer is never dropped.",
+        summary: "seconds a mirror may send nothing (under 1 KiB) before the next mirror is tried; no other low-speed abort",
+        doc: "Seconds a mirror may send nothing before the next mirror is tried; less than 1 KiB \
+              in that time counts as nothing (a server trickling a byte a second). Beyond that \
+              pactor has no low-speed abort: a slow transfer that moves is never dropped.",
         apply: |s, v| {
             s.idle_timeout = seconds(required(v)?)?;
             Ok(())
@@ -406,8 +407,22 @@ fn upstream(key: Option<&str>, value: Option<&str>) -> Result<Vec<String>, Strin
 
 /// The `Server =` URLs of a pacman mirrorlist, in order.
 fn mirrorlist(path: &str) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("could not read mirrorlist {path}: {e}"))?;
+    use std::io::Read;
+    /// Arch's mirrorlist is 30 KiB; anything this large is not a mirrorlist.
+    const MAX_MIRRORLIST: u64 = 4 << 20;
+    let read = || -> std::io::Result<String> {
+        let file = std::fs::File::open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        let mut text = String::new();
+        file.take(MAX_MIRRORLIST + 1).read_to_string(&mut text)?;
+        if text.len() as u64 > MAX_MIRRORLIST {
+            return Err(std::io::Error::other("larger than 4 MiB"));
+        }
+        Ok(text)
+    };
+    let text = read().map_err(|e| format!("could not read mirrorlist {path}: {e}"))?;
     Ok(text
         .lines()
         .filter_map(|raw| {
@@ -529,7 +544,7 @@ pub fn rate(value: &str) -> Result<u32, String> {
         .trim()
         .parse::<u64>()
         .ok()
-        .map(|n| n * factor)
+        .and_then(|n| n.checked_mul(factor))
         .filter(|n| (16 * 1024..=u32::MAX as u64).contains(n))
         .map(|n| n as u32)
         .ok_or_else(|| format!("'{value}' is not a rate from 16K to 4G bytes per second"))
@@ -587,6 +602,28 @@ mod tests {
 
     fn parse(text: &str) -> Result<Settings, ConfigError> {
         Settings::parse(text, Path::new("/etc/pactor.conf"))
+    }
+
+    /// Found by `fuzz/fuzz_targets/config.rs` (fuzz/regressions/config/): the suffix's factor
+    /// overflowed u64 (a panic with debug assertions, a wrapped rate in a release build).
+    #[test]
+    fn a_rate_too_large_for_any_integer_is_an_error_not_an_overflow() {
+        for huge in [
+            "700000000000086M",
+            "18446744073709551615G",
+            "17592186044416K",
+        ] {
+            assert!(rate(huge).is_err(), "{huge}");
+        }
+        let crash = include_bytes!(
+            "../fuzz/regressions/config/crash-bc30c33877c0f82b7e90d90c5fff759d66fcdf76"
+        );
+        let err = parse(&String::from_utf8_lossy(crash)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("line 5: '000007000000000000086M' is not a rate"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -64,6 +64,11 @@ impl PacmanConfig {
         conf.ignore_group.extend(args.ignoregroup.iter().cloned());
         // pactor never aborts slow transfers; alpm only ever downloads databases for us.
         conf.disable_download_timeout |= args.disable_download_timeout;
+        // pacman's --disable-sandbox is both parts at once (pacman-conf prints DisableSandbox
+        // of pacman.conf as the two as well). They apply to alpm's own downloader (the
+        // databases) and to pactor's download process.
+        conf.disable_sandbox_filesystem |= args.disable_sandbox || args.disable_sandbox_filesystem;
+        conf.disable_sandbox_syscalls |= args.disable_sandbox || args.disable_sandbox_syscalls;
         Ok(PacmanConfig { conf })
     }
 
@@ -98,6 +103,12 @@ impl PacmanConfig {
         // packages install their hooks); alpm-utils replaces the list with HookDir alone, so
         // it is put back in front, as pacman adds HookDir to it.
         let system_hooks: Vec<String> = alpm.hookdirs().iter().map(str::to_owned).collect();
+        // libalpm refuses a DownloadUser that does not exist; pacman says so in these words.
+        if let Some(user) = &self.conf.download_user
+            && crate::fetcher::sandbox::lookup_user(user).is_err()
+        {
+            bail!("problem setting DownloadUser '{user}' (user does not exist)");
+        }
         alpm_utils::configure_alpm(&mut alpm, &self.conf).map_err(init_error)?;
         alpm.set_hookdirs(system_hooks.iter().chain(self.conf.hook_dir.iter()))
             .context("failed to set HookDir")?;

@@ -1,6 +1,9 @@
 //! One HTTP transfer of one file from one mirror into a `.part` file: resumed with `Range`,
-//! hashed while it streams, bounded by a connect timeout and an idle timeout, never by a
-//! minimum speed. Choosing mirrors and judging the bytes is the prefetch's job.
+//! hashed while it streams, bounded by a connect timeout and an idle timeout. There is no
+//! minimum speed beyond the idle rule: a mirror is idle when a whole idle timeout brings less
+//! than [`IDLE_FLOOR`] bytes, so a server that trickles a byte a second is left as one that
+//! sends nothing, while any real transfer, however slow, goes on. Choosing mirrors and judging
+//! the bytes is the prefetch's job.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -29,6 +32,8 @@ pub enum FetchError {
     Status(StatusCode),
     #[error("no data for {0:?}")]
     Idle(Duration),
+    #[error("less than {IDLE_FLOOR} bytes in {0:?}")]
+    Trickle(Duration),
     #[error("the server sent more than the expected {0} bytes")]
     TooLong(u64),
     #[error("interrupted")]
@@ -40,6 +45,9 @@ pub enum FetchError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
+
+/// Fewer bytes than this in a whole idle timeout is no transfer at all.
+pub const IDLE_FLOOR: u64 = 1024;
 
 /// A shared HTTP client with pactor's timeouts.
 #[derive(Clone)]
@@ -173,14 +181,35 @@ impl Http {
         on_bytes: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), FetchError> {
         let mut stream = response.bytes_stream();
+        // Bytes in the current idle window, which starts anew when it ends with enough.
+        let (mut window_start, mut window_bytes) = (tokio::time::Instant::now(), 0u64);
         loop {
+            let window_end = window_start + self.idle;
             let next = tokio::select! {
                 biased;
                 _ = self.interrupt.wait() => return Err(FetchError::Interrupted),
-                next = self.idle_bound(stream.next()) => next?,
+                next = tokio::time::timeout_at(window_end, stream.next()) => next,
             };
-            let Some(chunk) = next else { break };
-            let chunk = chunk?;
+            let chunk = match next {
+                Ok(None) => break,
+                Ok(Some(chunk)) => {
+                    let chunk = chunk?;
+                    window_bytes += chunk.len() as u64;
+                    Some(chunk)
+                }
+                Err(_) => None,
+            };
+            let now = tokio::time::Instant::now();
+            if now >= window_end {
+                if window_bytes < IDLE_FLOOR {
+                    return Err(match window_bytes {
+                        0 => FetchError::Idle(self.idle),
+                        _ => FetchError::Trickle(self.idle),
+                    });
+                }
+                (window_start, window_bytes) = (now, 0);
+            }
+            let Some(chunk) = chunk else { continue };
             if let Some(max) = max_len.filter(|max| *len + chunk.len() as u64 > *max) {
                 return Err(FetchError::TooLong(max));
             }

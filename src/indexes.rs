@@ -1,16 +1,18 @@
 //! Getting each sync repo's torrent index: whenever the local copy is missing or older than the
 //! repo's database (so after `-y` brought a new database), always with `-yy`, and when a file
-//! about to be downloaded is not listed (an index published after its database). A run with
-//! nothing to download makes no request for it. Sources: every `TorrentIndex` URL of
-//! pactor.conf (with `$repo` and `$arch`), else `<server>/<repo>.torrents` on the repo's own
-//! servers. A 404 is normal (the mirror publishes nothing): that repo's files simply come over
-//! HTTP.
+//! about to be downloaded is not listed ([`not_listing`]: an index published after its
+//! database). A run with nothing to download makes no request for it. The root process decides
+//! which ([`stale`]) and keeps what comes ([`record`]); the download process fetches
+//! ([`fetch`]). Sources: every `TorrentIndex` URL of pactor.conf (with `$repo` and `$arch`),
+//! else `<server>/<repo>.torrents` on the repo's own servers. A 404 is normal (the mirror
+//! publishes nothing): that repo's files simply come over HTTP.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::http::Http;
-use crate::index::{self, Index};
+use crate::index::{self, Entry, Index};
+use crate::transaction::PackageFile;
 use crate::ui;
 
 /// A sync repo as far as index fetching cares.
@@ -27,8 +29,8 @@ pub fn index_dir(db_path: &Path) -> PathBuf {
     db_path.join("pactor")
 }
 
-/// Refreshes the local indexes that need it (all of them with `force`); returns the names of
-/// the repos whose index was asked for.
+/// Refreshes the local indexes that need it (all of them with `force`), in this process
+/// (`pactor serve`).
 pub async fn refresh(
     http: &Http,
     repos: &[RepoSource],
@@ -36,14 +38,34 @@ pub async fn refresh(
     arch: &str,
     dir: &Path,
     force: bool,
-) -> Vec<String> {
-    let mut asked = Vec::new();
+) {
+    for stale in stale(repos, urls, arch, dir, force) {
+        let fetched = fetch(http, &stale.urls).await;
+        record(dir, &stale, fetched);
+    }
+}
+
+/// One index to refresh: the repo and the URLs to try, in order.
+pub struct Stale {
+    pub repo: String,
+    pub local: PathBuf,
+    pub urls: Vec<String>,
+}
+
+/// The local indexes that need refreshing (all of them with `force`), with their sources.
+pub fn stale(
+    repos: &[RepoSource],
+    urls: &[String],
+    arch: &str,
+    dir: &Path,
+    force: bool,
+) -> Vec<Stale> {
+    let mut out = Vec::new();
     for repo in repos {
         let local = dir.join(format!("{}.torrents", repo.name));
         if !force && !is_stale(&local, &repo.db_file) {
             continue;
         }
-        asked.push(repo.name.clone());
         let candidates: Vec<String> = if urls.is_empty() {
             repo.servers
                 .iter()
@@ -54,38 +76,61 @@ pub async fn refresh(
                 .map(|u| u.replace("$repo", &repo.name).replace("$arch", arch))
                 .collect()
         };
-        // A 404 from any server that works means "no index here"; only errors everywhere
-        // leave the question open.
-        let mut published_nothing = false;
-        let mut fetched = None;
-        for url in &candidates {
-            match http.get_small(url, index::MAX_INDEX_BYTES).await {
-                Ok(Some(bytes)) => {
-                    fetched = Some(bytes);
-                    break;
-                }
-                Ok(None) => published_nothing = true,
-                Err(e) => tracing::info!("{url}: {e}"),
-            }
-        }
-        match fetched {
-            Some(bytes) => save(dir, &local, &bytes, &repo.name),
-            None if published_nothing => {
-                // An empty file remembers the answer until the database changes, so a repo
-                // without an index costs no request in a run with nothing to download.
-                save(dir, &local, b"", &repo.name);
-                println!(
-                    " {} publishes no torrent index; its packages come from mirrors",
-                    repo.name
-                );
-            }
-            None => ui::warning(&format!(
-                "could not download the torrent index of {}",
-                repo.name
-            )),
+        out.push(Stale {
+            repo: repo.name.clone(),
+            local,
+            urls: candidates,
+        });
+    }
+    out
+}
+
+/// What the servers of one index said.
+pub enum Fetched {
+    Index(Vec<u8>),
+    /// A server that works answered 404: the repo publishes no index.
+    Nothing,
+    /// Errors everywhere: the question stays open.
+    Failed,
+}
+
+/// Tries `urls` in order (in the download process).
+pub async fn fetch(http: &Http, urls: &[String]) -> Fetched {
+    // A 404 from any server that works means "no index here"; only errors everywhere leave
+    // the question open.
+    let mut published_nothing = false;
+    for url in urls {
+        match http.get_small(url, index::MAX_INDEX_BYTES).await {
+            Ok(Some(bytes)) => return Fetched::Index(bytes),
+            Ok(None) => published_nothing = true,
+            Err(e) => tracing::info!("{url}: {e}"),
         }
     }
-    asked
+    if published_nothing {
+        Fetched::Nothing
+    } else {
+        Fetched::Failed
+    }
+}
+
+/// Keeps what was fetched for `stale` (in the root process).
+pub fn record(dir: &Path, stale: &Stale, fetched: Fetched) {
+    match fetched {
+        Fetched::Index(bytes) => save(dir, &stale.local, &bytes, &stale.repo),
+        Fetched::Nothing => {
+            // An empty file remembers the answer until the database changes, so a repo
+            // without an index costs no request in a run with nothing to download.
+            save(dir, &stale.local, b"", &stale.repo);
+            println!(
+                " {} publishes no torrent index; its packages come from mirrors",
+                stale.repo
+            );
+        }
+        Fetched::Failed => ui::warning(&format!(
+            "could not download the torrent index of {}",
+            stale.repo
+        )),
+    }
 }
 
 fn save(dir: &Path, local: &Path, bytes: &[u8], repo: &str) {
@@ -109,6 +154,28 @@ fn is_stale(local: &Path, db_file: &Path) -> bool {
 }
 
 /// The local indexes that parse; problems are warnings and the repo goes over HTTP.
+/// The index entry for a file, if it agrees with the database on name, size and sha256.
+/// Anything else in the index is ignored: the database is the authority.
+pub fn entry_for<'i>(indexes: &'i HashMap<String, Index>, file: &PackageFile) -> Option<&'i Entry> {
+    let entry = indexes.get(&file.repo)?.files.get(&file.filename)?;
+    (entry.size == file.size && Some(entry.sha256) == file.sha256).then_some(entry)
+}
+
+/// The repos with a file to download (in no cache dir) that their index does not list as the
+/// database describes it.
+pub fn not_listing(
+    files: &[PackageFile],
+    indexes: &HashMap<String, Index>,
+    cache_dirs: &[PathBuf],
+) -> BTreeSet<String> {
+    files
+        .iter()
+        .filter(|f| !cache_dirs.iter().any(|d| d.join(&f.filename).is_file()))
+        .filter(|f| entry_for(indexes, f).is_none())
+        .map(|f| f.repo.clone())
+        .collect()
+}
+
 pub fn load(repos: &[RepoSource], dir: &Path) -> HashMap<String, Index> {
     let mut out = HashMap::new();
     for repo in repos {
@@ -116,8 +183,8 @@ pub fn load(repos: &[RepoSource], dir: &Path) -> HashMap<String, Index> {
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
+        // An empty file is the remembered answer "this repo publishes no index".
         if bytes.is_empty() {
-            // The remembered answer of a mirror that publishes no index (see `refresh`).
             continue;
         }
         match Index::parse(&bytes) {

@@ -6,11 +6,10 @@ mod cli;
 mod commit;
 mod complete;
 mod conf_cache;
-mod config;
+mod fetcher;
 mod generate;
 mod handle;
 mod http;
-mod index;
 mod indexes;
 mod interrupt;
 mod passthrough;
@@ -24,9 +23,11 @@ mod serve;
 mod stats;
 mod swarm;
 mod sync;
-mod torrent;
 mod transaction;
 mod ui;
+
+// The parsers of untrusted input live in the library (src/lib.rs), where the fuzzers reach them.
+use pactor::{config, index, torrent};
 
 use std::process::ExitCode;
 
@@ -45,6 +46,12 @@ impl std::error::Error for ExitQuietly {}
 fn main() -> ExitCode {
     // `PACTOR_COMPLETE=bash pactor -- …` is the shell asking for completions: answered, then exit.
     complete::handle_request();
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == fetcher::CHILD_ARG)
+    {
+        return fetcher::child_main();
+    }
     match cli::classify(std::env::args_os().collect()) {
         cli::Invocation::Pacman(argv) => {
             let err = passthrough::exec_pacman(&argv);

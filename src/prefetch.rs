@@ -1,7 +1,9 @@
 //! The prefetch: every file the commit needs is placed in the pacman cache before the commit,
-//! so alpm never touches the network. Files arrive in a staging directory beside the cache (same
-//! filesystem), are verified against the sync database, and only then renamed into the cache:
-//! the cache never holds a partial or unverified file under a package's name.
+//! so alpm never touches the network. It runs in the download process (`fetcher`): files arrive
+//! in its staging directory beside the cache (same filesystem), are verified against the sync
+//! database, and are then handed over to the root process, which copies, verifies and renames
+//! them into the cache: the cache never holds a partial or unverified file under a package's
+//! name.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,6 +15,8 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use futures_util::StreamExt;
 
+use crate::fetcher::Handover;
+use crate::fetcher::protocol::Staged;
 use crate::http::{FetchError, Fetched, Http};
 use crate::index::{Entry, Index};
 use crate::prefix_sha256::PrefixSha256;
@@ -24,14 +28,16 @@ use crate::transaction::{PackageFile, SignaturePolicy};
 pub struct Prefetch {
     /// Every CacheDir: a file in any of them is already there for alpm.
     pub cache_dirs: Vec<PathBuf>,
-    /// The first writable CacheDir: new files go there.
-    pub dest: PathBuf,
+    /// The download process's staging directory.
+    pub staging: PathBuf,
     pub parallel: usize,
     pub http: Http,
     /// Failures per server this run: like pacman, a server that failed three times is skipped.
     pub server_errors: std::sync::Mutex<HashMap<String, u32>>,
     /// The mirrors' recent speed, against which a slow swarm is judged.
     pub mirror_rate: MirrorRate,
+    /// Takes verified files into the cache (the root process).
+    pub handover: Arc<Handover>,
     pub swarm: SwarmPlan,
 }
 
@@ -68,9 +74,9 @@ struct Took {
 const MAX_SIG_LEN: u64 = 64 * 1024;
 
 impl Prefetch {
-    /// The staging directory, named like pacman's own `download-*` directories in the cache.
+    /// The staging directory, below pacman's cache like pacman's own `download-*` directories.
     pub fn staging_dir(&self) -> PathBuf {
-        self.dest.join("download-pactor")
+        self.staging.clone()
     }
 
     /// Fetches what is missing. The swarm session, if one was needed, is returned still running:
@@ -155,29 +161,9 @@ impl Prefetch {
         Ok((report, swarm))
     }
 
-    /// The repos with a file to download that their index does not list (as the database
-    /// describes it).
-    pub fn repos_without_entries(
-        &self,
-        files: &[PackageFile],
-    ) -> std::collections::BTreeSet<String> {
-        files
-            .iter()
-            .filter(|f| !self.cached(&f.filename) && self.swarm_entry(f).is_none())
-            .map(|f| f.repo.clone())
-            .collect()
-    }
-
     /// The index entry for a file, if it agrees with the database on name, size and sha256.
-    /// Anything else in the index is ignored: the database is the authority.
     fn swarm_entry(&self, file: &PackageFile) -> Option<&Entry> {
-        let entry = self
-            .swarm
-            .indexes
-            .get(&file.repo)?
-            .files
-            .get(&file.filename)?;
-        (entry.size == file.size && Some(entry.sha256) == file.sha256).then_some(entry)
+        crate::indexes::entry_for(&self.swarm.indexes, file)
     }
 
     async fn start_swarm(&self, staging: &Path) -> Option<Swarm> {
@@ -270,7 +256,7 @@ impl Prefetch {
         let dir = staging.join("swarm");
         bar.set_active(Source::Peers, true);
         let leeched = tokio::select! {
-            handle = swarm.leech(&file.filename, entry.info_hash, &dir, peers, self.swarm.stall) => handle.map_err(|e| format!("{e:#}")),
+            handle = swarm.leech(&file.filename, file.size, entry.info_hash, &dir, peers, self.swarm.stall) => handle.map_err(|e| format!("{e:#}")),
             _ = self.http.interrupt().wait() => Err("interrupted".into()),
         };
         let handle = match leeched {
@@ -384,7 +370,6 @@ impl Prefetch {
         watch: &mut SwarmWatch,
         bar: &FileProgress,
     ) -> Result<(), String> {
-        let path = watch.path.clone();
         let verdict = watch
             .sha256
             .take()
@@ -407,7 +392,7 @@ impl Prefetch {
             bar.rewind(Source::Peers, file.size);
             return Err(why);
         }
-        std::fs::rename(&path, self.dest.join(&file.filename)).map_err(|e| e.to_string())
+        self.handover.place(file, Staged::Swarm).await
     }
 
     fn server_errors(&self, server: &str) -> u32 {
@@ -476,13 +461,7 @@ impl Prefetch {
                         self.mirror_rate
                             .record(fetched.transferred, started.elapsed());
                         match verify(file, &fetched) {
-                            Ok(()) => {
-                                let dest = self.dest.join(&file.filename);
-                                std::fs::rename(&part, &dest).map_err(|e| {
-                                    format!("could not move into {}: {e}", dest.display())
-                                })?;
-                                return Ok(());
-                            }
+                            Ok(()) => return self.handover.place(file, Staged::Mirror).await,
                             Err(why) => {
                                 bar.rewind(Source::Mirror, fetched.len);
                                 let _ = std::fs::remove_file(&part);
@@ -534,16 +513,22 @@ impl Prefetch {
                     )
                 })?;
             std::fs::write(&part, bytes)?;
-            std::fs::rename(&part, self.dest.join(&sig_name))?;
-            return Ok(());
+            return self
+                .handover
+                .place(file, Staged::Signature)
+                .await
+                .map_err(|why| anyhow::anyhow!("{sig_name}: {why}"));
         }
         let mut last_error = String::from("no servers");
         for server in &file.servers {
             let url = format!("{}/{sig_name}", server.trim_end_matches('/'));
             match self.http.fetch(&url, &part, None, &|_| {}).await {
                 Ok(fetched) if fetched.len > 0 && fetched.len <= MAX_SIG_LEN => {
-                    std::fs::rename(&part, self.dest.join(&sig_name))?;
-                    return Ok(());
+                    return self
+                        .handover
+                        .place(file, Staged::Signature)
+                        .await
+                        .map_err(|why| anyhow::anyhow!("{sig_name}: {why}"));
                 }
                 Ok(fetched) => last_error = format!("implausible signature size {}", fetched.len),
                 Err(e) => last_error = e.to_string(),
@@ -605,7 +590,6 @@ enum SwarmEnd {
 struct SwarmWatch {
     handle: Handle,
     /// The file the torrent writes, hashed while it arrives.
-    path: PathBuf,
     sha256: Option<PrefixSha256>,
     size: u64,
     stall: Duration,
@@ -625,8 +609,7 @@ impl SwarmWatch {
         let now = Instant::now();
         SwarmWatch {
             handle,
-            sha256: Some(PrefixSha256::new(path.clone())),
-            path,
+            sha256: Some(PrefixSha256::new(path)),
             size,
             stall,
             verified: 0,
@@ -672,8 +655,10 @@ impl SwarmWatch {
             if verified > self.verified {
                 bar.advance(Source::Peers, verified - self.verified);
                 self.verified = verified;
+                let prefix = self.handle.verified_prefix_bytes();
+                bar.set_swarm_prefix(prefix);
                 if let Some(sha256) = &mut self.sha256 {
-                    sha256.advance_to(self.handle.verified_prefix_bytes());
+                    sha256.advance_to(prefix);
                 }
             }
             let fetched = stats
@@ -683,7 +668,7 @@ impl SwarmWatch {
                 .max(self.verified);
             tracing::trace!(
                 "{}: {verified} verified, {fetched} received, {}",
-                self.path.display(),
+                self.handle.name().unwrap_or_default(),
                 stats.state
             );
             if fetched > self.fetched {

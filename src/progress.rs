@@ -1,7 +1,9 @@
 //! Download progress: on a terminal, a bar per active file and a total bar with speed and ETA
 //! (indicatif); elsewhere plain lines, so logs of CI image builds hold no control characters.
+//! In the download process nothing is drawn: every change goes to a [`Sink`], the root
+//! process, which draws it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -12,6 +14,26 @@ pub struct DownloadProgress {
     multi: Option<MultiProgress>,
     total: Option<ProgressBar>,
     started: Instant,
+    sink: Option<Arc<dyn Sink>>,
+}
+
+/// Where the download process's progress goes: the root process, which draws it.
+pub trait Sink: Send + Sync {
+    fn start(&self, files: usize, bytes: u64);
+    /// A file's bar appears; its number, if the file is known.
+    fn file_start(&self, name: &str) -> Option<u32>;
+    /// Bytes per source (peers, mirror), who is active, and how much of the swarm copy is final.
+    fn bar(&self, file: u32, kept: [u64; 2], active: [bool; 2], swarm_prefix: u64);
+    fn file_done(&self, file: u32);
+    fn warn(&self, text: &str);
+    fn finish(&self, peers: u64, mirrors: u64);
+}
+
+static SINK: OnceLock<Arc<dyn Sink>> = OnceLock::new();
+
+/// From now on this process draws no progress: it goes to `sink`.
+pub fn redirect(sink: Arc<dyn Sink>) {
+    let _ = SINK.set(sink);
 }
 
 /// Where a file's bytes come from. The swarm and a mirror may both fetch a file at once (a
@@ -28,6 +50,7 @@ pub struct FileProgress {
     bar: Option<ProgressBar>,
     total: Option<ProgressBar>,
     counts: Mutex<Counts>,
+    remote: Option<(Arc<dyn Sink>, u32)>,
 }
 
 /// Per source: bytes that count towards the file now (rewound when a copy is thrown away),
@@ -37,6 +60,8 @@ struct Counts {
     kept: [u64; 2],
     received: [u64; 2],
     active: [bool; 2],
+    /// Bytes of the swarm copy that are final (verified pieces from the start).
+    swarm_prefix: u64,
 }
 
 impl Counts {
@@ -48,11 +73,21 @@ impl Counts {
 impl DownloadProgress {
     pub fn new(files: usize, bytes: u64) -> DownloadProgress {
         let started = Instant::now();
+        if let Some(sink) = SINK.get() {
+            sink.start(files, bytes);
+            return DownloadProgress {
+                multi: None,
+                total: None,
+                started,
+                sink: Some(sink.clone()),
+            };
+        }
         if !Ui::get().progress_bars {
             return DownloadProgress {
                 multi: None,
                 total: None,
                 started,
+                sink: None,
             };
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
@@ -65,18 +100,28 @@ impl DownloadProgress {
             multi: Some(multi),
             total: Some(total),
             started,
+            sink: None,
         }
     }
 
     /// A file starts downloading; `size` is the database's size.
     pub fn start(&self, name: &str, size: u64) -> FileProgress {
         let display = name.strip_suffix(".pkg.tar.zst").unwrap_or(name);
+        if let Some(sink) = &self.sink {
+            return FileProgress {
+                bar: None,
+                total: None,
+                counts: Mutex::default(),
+                remote: sink.file_start(name).map(|id| (sink.clone(), id)),
+            };
+        }
         let Some(multi) = &self.multi else {
             println!(" {display} downloading...");
             return FileProgress {
                 bar: None,
                 total: None,
                 counts: Mutex::default(),
+                remote: None,
             };
         };
         let count = multi.clone();
@@ -91,19 +136,31 @@ impl DownloadProgress {
             bar: Some(bar),
             total: self.total.clone(),
             counts: Mutex::default(),
+            remote: None,
         }
     }
 
     /// Prints a message without tearing the bars.
     pub fn warn(&self, text: &str) {
+        self.say(ui::Level::Warning, text);
+    }
+
+    /// Prints a line at `level` without tearing the bars.
+    pub fn say(&self, level: ui::Level, text: &str) {
+        if let (Some(sink), ui::Level::Warning) = (&self.sink, level) {
+            return sink.warn(text);
+        }
         match &self.multi {
-            Some(multi) => multi.suspend(|| ui::warning(text)),
-            None => ui::warning(text),
+            Some(multi) => multi.suspend(|| ui::say(level, text)),
+            None => ui::say(level, text),
         }
     }
 
     /// The closing line: how much, from where, how fast (not with `--quiet`).
     pub fn finish(self, from_peers: u64, from_mirrors: u64) {
+        if let Some(sink) = &self.sink {
+            return sink.finish(from_peers, from_mirrors);
+        }
         if let Some(total) = &self.total {
             total.finish_and_clear();
         }
@@ -146,6 +203,19 @@ impl FileProgress {
         self.update(|c| c.active[source as usize] = active);
     }
 
+    /// How much of the swarm copy is final: the root process may copy it already.
+    pub fn set_swarm_prefix(&self, bytes: u64) {
+        self.update(|c| c.swarm_prefix = c.swarm_prefix.max(bytes));
+    }
+
+    /// The download process's view of the file, drawn as it is (in the root process).
+    pub fn show(&self, kept: [u64; 2], active: [bool; 2]) {
+        self.update(|c| {
+            c.kept = kept;
+            c.active = active;
+        });
+    }
+
     /// Bytes received from `source`, kept or not.
     pub fn received(&self, source: Source) -> u64 {
         self.counts.lock().expect("no poisoning").received[source as usize]
@@ -156,6 +226,9 @@ impl FileProgress {
         let before = counts.shown();
         change(&mut counts);
         let after = counts.shown();
+        if let Some((sink, id)) = &self.remote {
+            sink.bar(*id, counts.kept, counts.active, counts.swarm_prefix);
+        }
         if let Some(bar) = &self.bar {
             bar.set_position(after);
             bar.set_message(match counts.active {
@@ -173,6 +246,9 @@ impl FileProgress {
 
 impl Drop for FileProgress {
     fn drop(&mut self) {
+        if let Some((sink, id)) = &self.remote {
+            sink.file_done(*id);
+        }
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }

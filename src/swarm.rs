@@ -125,11 +125,13 @@ impl Swarm {
         Ok(handle)
     }
 
-    /// Starts fetching `name` by infohash into `dir`: metadata comes from the peers (BEP 9).
-    /// Gives up if no peer supplies the metadata within `timeout`.
+    /// Starts fetching `name` (`size` bytes) by infohash into `dir`: metadata comes from the
+    /// peers (BEP 9). Gives up if no peer supplies the metadata within `timeout`, and refuses
+    /// metadata that is not the canonical torrent of that file.
     pub async fn leech(
         &self,
         name: &str,
+        size: u64,
         info_hash: InfoHash,
         dir: &Path,
         peers: &[SocketAddr],
@@ -153,6 +155,12 @@ impl Swarm {
         let shared_name = handle.shared().info_hash;
         if shared_name.0 != info_hash.0 {
             bail!("peer metadata does not match the infohash");
+        }
+        // And it must be the file the database names: the index that gave the infohash may lie.
+        let info_bytes = handle.with_metadata(|m| m.info_bytes.clone())?;
+        if let Err(why) = Info::canonical_for(&info_bytes, name, size) {
+            self.forget(&handle, true).await;
+            bail!("refusing the torrent's metadata: {why}");
         }
         Ok(handle)
     }

@@ -1,18 +1,17 @@
 //! `pactor -S`: plan → fetch → verify → commit, top to bottom.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cli::SyncArgs;
 use crate::config::Settings;
+use crate::fetcher::protocol::{Base64, PrefetchJob, Report, SwarmSettings};
+use crate::fetcher::{Downloads, Setup, sandbox};
 use crate::handle::{self, PacmanConfig};
-use crate::http::Http;
 use crate::indexes::{self, RepoSource};
 use crate::interrupt::Interrupt;
-use crate::prefetch::{Prefetch, SwarmPlan};
-use crate::swarm::SwarmConfig;
-use crate::transaction::{self, Planned};
+use crate::transaction::{self, PackageFile, Planned, SignaturePolicy};
 use crate::ui::{self, Ui};
 use crate::{ExitQuietly, callbacks, commit, stats};
 
@@ -43,14 +42,20 @@ pub fn run(args: SyncArgs) -> Result<()> {
         .build()
         .context("could not start the async runtime")?;
     let interrupt = runtime
-        .block_on(async { Interrupt::listen() })
+        .block_on(async { Interrupt::listen_like_pacman() })
         .context("could not watch signals")?;
-    let http = Http::new(settings.connect_timeout, settings.idle_timeout, interrupt);
+    let mut downloads =
+        Downloads::new(download_setup(&pacman, &settings, &args), interrupt.clone());
 
     // Plan: refresh (databases, then the torrent indexes older than their database, or all of
     // them with -yy), then the transaction as pacman computes it.
     if args.refresh > 0 {
         transaction::refresh(&mut alpm, args.refresh >= 2)?;
+    }
+    // From here on everything happens under the database lock: a second pactor stops here and
+    // changes nothing, not even a torrent index.
+    if let Err(e) = alpm.trans_init(handle::trans_flags(&args)) {
+        return Err(lock_error(&alpm, e));
     }
     let repos = repo_sources(&alpm);
     let index_dir = indexes::index_dir(Path::new(alpm.dbpath()));
@@ -60,19 +65,25 @@ pub fn run(args: SyncArgs) -> Result<()> {
         .first()
         .cloned()
         .unwrap_or_else(|| "x86_64".into());
-    let asked = runtime.block_on(indexes::refresh(
-        &http,
+    let stale = indexes::stale(
         &repos,
         &settings.torrent_indexes,
         &arch,
         &index_dir,
         args.refresh >= 2,
-    ));
+    );
+    if !stale.is_empty() {
+        runtime.block_on(async {
+            downloads
+                .fetcher()
+                .await?
+                .refresh_indexes(&stale, &index_dir)
+                .await
+        })?;
+    }
+    let refreshed: Vec<String> = stale.into_iter().map(|s| s.repo).collect();
     if args.targets.is_empty() && args.sysupgrade == 0 {
         return Ok(());
-    }
-    if let Err(e) = alpm.trans_init(handle::trans_flags(&args)) {
-        return Err(lock_error(&alpm, e));
     }
     let files = match transaction::plan(&mut alpm, &args)? {
         Planned::NothingToDo => return Ok(()),
@@ -80,60 +91,137 @@ pub fn run(args: SyncArgs) -> Result<()> {
     };
 
     // Fetch and verify: every file lands in the cache before the commit, or nothing is installed.
-    let mut prefetch = Prefetch {
-        cache_dirs: pacman.cache_dirs(),
-        dest: pacman.writable_cache_dir()?,
-        parallel: settings
-            .parallel_downloads
-            .unwrap_or(usize::try_from(pacman.conf.parallel_downloads).unwrap_or(1))
-            .max(1),
-        http,
-        server_errors: Default::default(),
-        mirror_rate: Default::default(),
-        swarm: SwarmPlan {
-            indexes: indexes::load(&repos, &index_dir),
-            config: swarm_config(&settings),
+    let cache_dirs = pacman.cache_dirs();
+    let report = if needs_download(&files, &cache_dirs) {
+        // An index that does not list a file about to be downloaded may predate its database
+        // (a mirror publishes the index after the database): ask again before the file goes to
+        // HTTP, unless it was just fetched.
+        let loaded = indexes::load(&repos, &index_dir);
+        let behind: Vec<RepoSource> = indexes::not_listing(&files, &loaded, &cache_dirs)
+            .into_iter()
+            .filter(|repo| !refreshed.contains(repo))
+            .filter_map(|repo| repos.iter().find(|r| r.name == repo).cloned())
+            .collect();
+        let again = indexes::stale(&behind, &settings.torrent_indexes, &arch, &index_dir, true);
+        if !again.is_empty() {
+            runtime.block_on(async {
+                downloads
+                    .fetcher()
+                    .await?
+                    .refresh_indexes(&again, &index_dir)
+                    .await
+            })?;
+        }
+        let job = PrefetchJob {
+            files,
+            cache_dirs: cache_dirs.clone(),
+            parallel: settings
+                .parallel_downloads
+                .unwrap_or(usize::try_from(pacman.conf.parallel_downloads).unwrap_or(1))
+                .max(1),
+            indexes: indexes::load(&repos, &index_dir)
+                .into_iter()
+                .map(|(repo, index)| (repo, Base64(index.to_bytes())))
+                .collect(),
+            swarm: swarm_settings(&settings),
             peers: settings.peers.clone(),
-            stall: settings.stall_timeout,
-        },
+            stall_ms: settings.stall_timeout.as_millis() as u64,
+        };
+        runtime.block_on(async { downloads.fetcher().await?.prefetch(job).await })?
+    } else {
+        Report::default()
     };
-    // An index that does not list a file about to be downloaded may predate its database (a
-    // mirror publishes the index after the database): ask again before the file goes to HTTP,
-    // unless it was just fetched.
-    let behind = prefetch.repos_without_entries(&files);
-    let behind: Vec<RepoSource> = repos
-        .iter()
-        .filter(|r| behind.contains(&r.name) && !asked.contains(&r.name))
-        .cloned()
-        .collect();
-    if !behind.is_empty() {
-        runtime.block_on(indexes::refresh(
-            &prefetch.http,
-            &behind,
-            &settings.torrent_indexes,
-            &arch,
-            &index_dir,
-            true,
-        ));
-        prefetch.swarm.indexes = indexes::load(&repos, &index_dir);
-    }
-    let (report, swarm) = runtime.block_on(prefetch.run(&files))?;
     let state_dir = settings.state_dir.clone();
-    let uploaded = swarm.as_ref().map_or(0, |s| s.uploaded_bytes());
-    let swarm = swarm.filter(|_| settings.seed_while_installing && !args.download_only);
-    if args.download_only {
-        stats::record_prefetch(&state_dir, &report, uploaded);
-        return Ok(());
+    if args.download_only || !settings.seed_while_installing {
+        let uploaded = runtime.block_on(downloads.stop());
+        stats::record_prefetch(&state_dir, &as_report(&report), uploaded);
+        if args.download_only {
+            return Ok(());
+        }
+        return commit_interruptibly(&runtime, &mut alpm, cache_dirs, &interrupt);
     }
 
-    // Commit: offline by construction. The swarm (if any) keeps seeding on the runtime's threads.
-    let committed = commit::commit(&mut alpm, pacman.cache_dirs());
-    let uploaded = swarm.as_ref().map_or(uploaded, |s| s.uploaded_bytes());
-    if let Some(swarm) = swarm {
-        runtime.block_on(swarm.stop());
-    }
-    stats::record_prefetch(&state_dir, &report, uploaded);
+    // Commit: offline by construction. The download process keeps seeding meanwhile.
+    let committed = commit_interruptibly(&runtime, &mut alpm, cache_dirs, &interrupt);
+    let uploaded = runtime.block_on(downloads.stop());
+    stats::record_prefetch(&state_dir, &as_report(&report), uploaded);
     committed
+}
+
+/// The commit, interrupted between two packages on SIGINT, SIGHUP or SIGTERM, as pacman's
+/// signal handler interrupts it (`alpm_trans_interrupt`): what is installed stays installed
+/// and recorded, the rest is not started, the lock is released.
+fn commit_interruptibly(
+    runtime: &tokio::runtime::Runtime,
+    alpm: &mut alpm::Alpm,
+    cache_dirs: Vec<PathBuf>,
+    interrupt: &Interrupt,
+) -> Result<()> {
+    /// alpm's handle, for the one call pacman makes from its signal handler.
+    struct HandlePtr(*mut alpm_sys::alpm_handle_t);
+    // SAFETY: only alpm_trans_interrupt is called through it, which pacman calls from a
+    // signal handler while the commit runs: it sets the transaction's state, nothing else.
+    unsafe impl Send for HandlePtr {}
+    // SAFETY: the local database belongs to this handle, which outlives the watcher (aborted
+    // and awaited below).
+    let handle = HandlePtr(unsafe { alpm_sys::alpm_db_get_handle(alpm.localdb().as_ptr()) });
+    let interrupt = interrupt.clone();
+    let watcher = runtime.spawn(async move {
+        let handle = handle;
+        interrupt.wait().await;
+        let what = match interrupt.signal() {
+            Some(libc::SIGHUP) => "Hangup",
+            Some(libc::SIGTERM) => "Terminate",
+            _ => "Interrupt",
+        };
+        eprintln!("\n{what} signal received");
+        // SAFETY: see HandlePtr.
+        unsafe { alpm_sys::alpm_trans_interrupt(handle.0) };
+    });
+    let committed = commit::commit(alpm, cache_dirs);
+    watcher.abort();
+    let _ = runtime.block_on(watcher);
+    committed
+}
+
+/// Whether the download process is needed: a package missing from every cache, or a
+/// signature alpm will want.
+fn needs_download(files: &[PackageFile], cache_dirs: &[PathBuf]) -> bool {
+    let cached = |name: &str| cache_dirs.iter().any(|dir| dir.join(name).is_file());
+    files.iter().any(|f| {
+        !cached(&f.filename)
+            || (f.signature != SignaturePolicy::NotChecked
+                && !cached(&format!("{}.sig", f.filename)))
+    })
+}
+
+fn as_report(report: &Report) -> crate::prefetch::Report {
+    crate::prefetch::Report {
+        files: report.files,
+        bytes_from_peers: report.bytes_from_peers,
+        bytes_from_mirrors: report.bytes_from_mirrors,
+    }
+}
+
+/// How the download process is started: sandboxed by pacman's rules, with pactor's timeouts.
+fn download_setup(pacman: &PacmanConfig, settings: &Settings, args: &SyncArgs) -> Setup {
+    let (sandbox, notice) = sandbox::Plan::new(
+        &sandbox::Settings {
+            download_user: pacman.conf.download_user.clone(),
+            disable_filesystem: pacman.conf.disable_sandbox_filesystem,
+            disable_syscalls: pacman.conf.disable_sandbox_syscalls,
+        },
+        // SAFETY: geteuid cannot fail.
+        unsafe { libc::geteuid() } == 0,
+    );
+    Setup {
+        sandbox,
+        notice,
+        dest: pacman.writable_cache_dir().map_err(|e| e.to_string()),
+        connect_timeout: settings.connect_timeout,
+        idle_timeout: settings.idle_timeout,
+        debug: args.debug,
+    }
 }
 
 /// The sync repos with their servers and database files, for the torrent indexes.
@@ -151,21 +239,20 @@ fn repo_sources(alpm: &alpm::Alpm) -> Vec<RepoSource> {
 
 /// The leecher's session: it listens (so it can seed while installing) on ListenPort, or on a
 /// free port when that is 0.
-fn swarm_config(settings: &Settings) -> SwarmConfig {
+fn swarm_settings(settings: &Settings) -> SwarmSettings {
     let port = match settings.listen_port {
         0 => std::net::TcpListener::bind(("0.0.0.0", 0))
             .and_then(|l| l.local_addr())
             .map_or(0, |a| a.port()),
         port => port,
     };
-    SwarmConfig {
+    SwarmSettings {
         listen: (port != 0).then(|| std::net::SocketAddr::from(([0, 0, 0, 0], port))),
         dht: settings.dht,
         lsd: settings.lsd,
         trackers: settings.trackers.clone(),
         upload_bps: settings.max_upload_rate,
         download_bps: settings.max_download_rate,
-        peer_limit: None,
     }
 }
 

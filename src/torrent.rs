@@ -149,6 +149,32 @@ impl<R: Read> Read for Sha256Reader<R> {
     }
 }
 
+impl Info {
+    /// The info dictionary `bytes` (a peer's metadata), if it is exactly the canonical torrent of
+    /// a file named `name` of `size` bytes: the only torrent pactor fetches a package by. Anything
+    /// else (another name, a path, another size, extra keys, several files) is refused.
+    pub fn canonical_for(bytes: &[u8], name: &str, size: u64) -> Result<Info, String> {
+        let info: Info = serde_bencode::from_bytes(bytes)
+            .map_err(|_| "not a single-file torrent's info".to_string())?;
+        if info.name != name {
+            return Err(format!("it names {:?}, not {name:?}", info.name));
+        }
+        if info.length != size {
+            return Err(format!(
+                "it has {} bytes where the database says {size}",
+                info.length
+            ));
+        }
+        let canonical = info.piece_length == piece_length(size)
+            && info.pieces.len() as u64 == size.div_ceil(info.piece_length) * 20
+            && info.to_bytes() == bytes;
+        if !canonical {
+            return Err("not the canonical torrent of the file".into());
+        }
+        Ok(info)
+    }
+}
+
 /// The info dictionary of a `.torrent` file, if it is a canonical single-file torrent.
 pub fn parse_torrent_file(bytes: &[u8]) -> Option<Info> {
     #[derive(Deserialize)]
@@ -205,6 +231,50 @@ mod tests {
         let file = info.to_torrent_file(&["http://127.0.0.1:1/announce".into()]);
         assert_eq!(parse_torrent_file(&file), Some(info));
         assert_eq!(parse_torrent_file(b"garbage"), None);
+    }
+
+    #[test]
+    fn peer_metadata_must_be_the_canonical_torrent_of_the_named_file() {
+        let data = vec![5u8; 70_000];
+        let name = "foo-1-1-x86_64.pkg.tar.zst";
+        let info = Info::from_reader(name, 70_000, &data[..]).unwrap();
+        assert_eq!(
+            Info::canonical_for(&info.to_bytes(), name, 70_000).unwrap(),
+            info
+        );
+        let renamed = |n: &str| Info {
+            name: n.into(),
+            ..info.clone()
+        };
+        for bad in [
+            "../x",
+            "/etc/shadow",
+            "a/b",
+            "bar-1-1-x86_64.pkg.tar.zst",
+            "",
+            "a\0b",
+        ] {
+            let err = Info::canonical_for(&renamed(bad).to_bytes(), name, 70_000).unwrap_err();
+            assert!(err.contains("names"), "{bad:?}: {err}");
+        }
+        assert!(
+            Info::canonical_for(&info.to_bytes(), name, 70_001)
+                .unwrap_err()
+                .contains("database")
+        );
+        // Same name and length, another piece length: not canonical.
+        let odd = Info {
+            piece_length: 65_536,
+            pieces: info.pieces[..40].to_vec(),
+            ..info.clone()
+        };
+        assert!(Info::canonical_for(&odd.to_bytes(), name, 70_000).is_err());
+        // Extra keys (`private`) change the infohash: refused.
+        let mut extra = info.to_bytes();
+        extra.pop();
+        extra.extend_from_slice(b"7:privatei1ee");
+        assert!(Info::canonical_for(&extra, name, 70_000).is_err());
+        assert!(Info::canonical_for(b"garbage", name, 70_000).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::cli::SyncArgs;
 use crate::ui;
 
 /// A package file the commit needs, with what the sync database says it must be.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PackageFile {
     /// `name-ver-arch.pkg.tar.zst`: the name in the cache and on every mirror.
     pub filename: String,
@@ -27,7 +27,7 @@ pub struct PackageFile {
 }
 
 /// Whether the commit will want `<file>.sig` in the cache (alpm re-downloads otherwise).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SignaturePolicy {
     NotChecked,
     Optional,

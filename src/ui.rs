@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use console::style;
 
 use crate::cli::{ColorWhen, SyncArgs};
+pub use crate::fetcher::protocol::Level;
 
 /// How pactor talks to the user; fixed once at start-up.
 #[derive(Debug, Clone, Copy)]
@@ -103,9 +104,32 @@ where
     }
 }
 
+/// Where the lines of [`section`], [`warning`] and [`error`] go instead of the terminal.
+pub type Redirect = Box<dyn Fn(Level, &str) + Send + Sync>;
+
+static REDIRECT: OnceLock<Redirect> = OnceLock::new();
+
+/// In the download process the terminal is the root process's: every line goes to it, which
+/// prints it (cleaned) where it belongs.
+pub fn redirect(to: Redirect) {
+    let _ = REDIRECT.set(to);
+}
+
+fn redirected(level: Level, text: &str) -> bool {
+    match REDIRECT.get() {
+        Some(to) => {
+            to(level, text);
+            true
+        }
+        None => false,
+    }
+}
+
 /// `:: text` in bold, as pacman announces a phase.
 pub fn section(text: &str) {
-    println!("{}", section_line(text));
+    if !redirected(Level::Section, text) {
+        println!("{}", section_line(text));
+    }
 }
 
 /// The `:: text` line, for output assembled before it is printed.
@@ -114,11 +138,34 @@ pub fn section_line(text: &str) -> String {
 }
 
 pub fn error(text: &str) {
+    if redirected(Level::Error, text) {
+        return;
+    }
     eprintln!("{} {}", style("error:").bold().red(), text.trim_end());
 }
 
 pub fn warning(text: &str) {
+    if redirected(Level::Warning, text) {
+        return;
+    }
     eprintln!("{} {}", style("warning:").bold().yellow(), text.trim_end());
+}
+
+/// A plain line on stdout, or the root process's when redirected.
+pub fn line(text: &str) {
+    if !redirected(Level::Line, text) {
+        println!("{text}");
+    }
+}
+
+/// Shows a line at `level`, as the functions above do.
+pub fn say(level: Level, text: &str) {
+    match level {
+        Level::Section => section(text),
+        Level::Line => line(text),
+        Level::Warning => warning(text),
+        Level::Error => error(text),
+    }
 }
 
 /// pacman's numbered choice list, grouped under `:: Repository NAME` headers:

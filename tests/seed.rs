@@ -106,3 +106,93 @@ fn one_seeder_serves_several_repo_directories() {
         "both repos came from the one seeder"
     );
 }
+
+/// The cache seeder as the unit runs it: an unprivileged user (setpriv: no groups, no new
+/// privileges) over a cache it can only read. It seeds, serves a client, writes nothing but its
+/// state, and the files stay as they were.
+#[test]
+fn the_cache_seeder_runs_unprivileged_on_a_read_only_cache() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let mut repo = Repo::new(&dir, "core");
+    let foo = Pkg::new("foo", "1.0-1").payload(500_000);
+    repo.add(std::slice::from_ref(&foo));
+    publish(&dir);
+    let mirror = Mirror::start(&dir);
+    // The seeding machine: its temp root traversable by others, as /var/cache/pacman is.
+    let machine = TestEnv::builder()
+        .repo("core", &[mirror.url()])
+        .download_user("alpm")
+        .build();
+    run(machine.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    let cached = machine.cache_dir().join(foo.filename());
+    std::fs::set_permissions(&cached, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(machine.cache_dir(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let before = (
+        std::fs::read(&cached).unwrap(),
+        std::fs::metadata(&cached).unwrap().mtime(),
+    );
+    ensure_user("pactor");
+    let uid = uid_of("pactor");
+    let gid = {
+        let out = Command::new("id").args(["-g", "pactor"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let state = machine.state_dir();
+    std::fs::create_dir_all(&state).unwrap();
+    let chown = Command::new("chown")
+        .arg(format!("{uid}:{gid}"))
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    for readable in [machine.conf(), machine.pactor_conf_path().as_path()] {
+        std::fs::set_permissions(readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    let seeder = SeedProcess::start_as(
+        (uid, gid),
+        &["--config".as_ref(), machine.conf().as_os_str()],
+        &machine.pactor_conf_path(),
+    );
+    seeder.wait_seeding(1);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", seeder.pid())).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:")
+                && l.split_whitespace().skip(1).all(|u| u == uid.to_string())),
+        "{status}"
+    );
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+
+    let client = TestEnv::builder().repo("core", &[mirror.url()]).build();
+    client.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{}\nStallTimeout = 10\n",
+        seeder.port
+    ));
+    mirror.clear_log();
+    run(client.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    assert_eq!(mirror.count(&foo.filename()), 0, "foo came from the seeder");
+    drop(seeder);
+    let after = (
+        std::fs::read(&cached).unwrap(),
+        std::fs::metadata(&cached).unwrap().mtime(),
+    );
+    assert!(before == after, "the seeded file is untouched");
+    // What it did write: its record of proven files (beside root's statistics of the install),
+    // in its state directory, as its user.
+    let written: Vec<(String, u32)> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, e.metadata().unwrap().uid())
+        })
+        .collect();
+    assert!(
+        written.iter().any(|(_, owner)| *owner == uid),
+        "{written:?}"
+    );
+}

@@ -279,9 +279,10 @@ impl Driver {
         let now = Instant::now();
         match &mut self.leech {
             Leech::Waiting { until } if now >= *until => {
-                let (server, name, hash) = (
+                let (server, name, size, hash) = (
                     self.server.clone(),
                     self.plan.name.clone(),
+                    self.plan.entry.size,
                     self.torrent.expect("a leech has a torrent"),
                 );
                 let (dir, peers, stall) = (
@@ -291,7 +292,7 @@ impl Driver {
                 );
                 self.leech = Leech::Adding(tokio::spawn(async move {
                     let swarm = server.swarm.as_ref().expect("a leech has a swarm");
-                    swarm.leech(&name, hash, &dir, &peers, stall).await
+                    swarm.leech(&name, size, hash, &dir, &peers, stall).await
                 }));
             }
             Leech::Adding(task) if task.is_finished() => {

@@ -15,6 +15,7 @@ pub struct TestEnvBuilder {
     repos: Vec<(String, Vec<String>)>,
     signer: Option<Gpg>,
     extra: String,
+    download_user: Option<String>,
 }
 
 impl TestEnv {
@@ -23,6 +24,7 @@ impl TestEnv {
             repos: vec![],
             signer: None,
             extra: String::new(),
+            download_user: None,
         }
     }
 
@@ -105,6 +107,14 @@ impl TestEnvBuilder {
         self.signer = Some(gpg.clone());
         self
     }
+    /// `DownloadUser = USER` (created if missing), as Arch's pacman.conf has `alpm`. The temp
+    /// root becomes traversable by others (0755), as /var/cache/pacman is, so the download
+    /// user reaches its staging directory.
+    pub fn download_user(mut self, user: &str) -> Self {
+        ensure_user(user);
+        self.download_user = Some(user.to_owned());
+        self
+    }
     /// More lines for `[options]`.
     pub fn options(mut self, text: &str) -> Self {
         self.extra.push_str(text);
@@ -115,6 +125,12 @@ impl TestEnvBuilder {
     pub fn build(self) -> TestEnv {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
+        let mut extra = self.extra.clone();
+        if let Some(user) = &self.download_user {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            extra.push_str(&format!("DownloadUser = {user}\n"));
+        }
         for sub in ["root", "db", "cache", "gnupg", "hooks"] {
             std::fs::create_dir_all(p.join(sub)).unwrap();
         }
@@ -128,7 +144,6 @@ impl TestEnvBuilder {
              GPGDir = {p}/gnupg\nHookDir = {p}/hooks\nArchitecture = x86_64\n{siglevel}\nParallelDownloads = 5\n{extra}\n",
             root = p.join("root").display(),
             p = p.display(),
-            extra = self.extra
         );
         for (name, servers) in &self.repos {
             conf.push_str(&format!("[{name}]\n"));
@@ -177,8 +192,13 @@ pub fn write_pactor_conf(path: &Path, text: &str) {
     std::fs::write(path, format!("{text}\nStateDir = {}\n", state.display())).unwrap();
 }
 
-/// The built pactor: Cargo names it for integration tests; examples find it beside themselves.
+/// The built pactor: Cargo names it for integration tests; examples find it beside themselves;
+/// `$PACTOR_BIN` overrides both.
 pub fn pactor_bin() -> PathBuf {
+    // Measurements compare builds: `PACTOR_BIN=/path/to/other/pactor`.
+    if let Some(path) = std::env::var_os("PACTOR_BIN") {
+        return path.into();
+    }
     if let Some(path) = option_env!("CARGO_BIN_EXE_pactor") {
         return path.into();
     }
@@ -230,4 +250,62 @@ pub fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Creates the system user `name` unless it exists (tests run as root; several may race).
+pub fn ensure_user(name: &str) {
+    let exists = || {
+        Command::new("id")
+            .arg(name)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if exists() {
+        return;
+    }
+    let _ = Command::new("useradd")
+        .args(["--system", "--no-create-home", "--home-dir", "/"])
+        .args(["--shell", "/usr/sbin/nologin", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(exists(), "could not create user {name}");
+}
+
+/// uid of a user.
+pub fn uid_of(name: &str) -> u32 {
+    let out = Command::new("id").args(["-u", name]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// The running download processes (`pactor __pactor-download-process`) whose working
+/// directory is `fetch_dir`, as pids.
+pub fn download_processes(fetch_dir: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let is_child = cmdline
+            .split(|b| *b == 0)
+            .nth(1)
+            .is_some_and(|arg| arg == b"__pactor-download-process");
+        let cwd = std::fs::read_link(entry.path().join("cwd")).ok();
+        if is_child && cwd.as_deref() == Some(fetch_dir) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A field of /proc/PID/status (`Uid`, `NoNewPrivs`, `Seccomp`, `Groups`).
+pub fn proc_status(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
 }

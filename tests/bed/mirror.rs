@@ -20,7 +20,8 @@ pub enum Fault {
     Corrupt,
     /// Reset the connection (RST) halfway through the body.
     Reset,
-    /// Send the body at this many bytes per second.
+    /// Send the body at this many bytes per second (a tenth of a second's worth at a time, or
+    /// a byte at a time below 10 B/s).
     Trickle(u64),
     /// Announce a Content-Length off by this much, send the real body, close.
     WrongContentLength(i64),
@@ -381,8 +382,8 @@ fn send_body(
                 }
             }
         }
-        if let Some(Fault::Trickle(_)) = fault {
-            std::thread::sleep(Duration::from_millis(100));
+        if let Some(Fault::Trickle(bps)) = fault {
+            std::thread::sleep(Duration::from_secs_f64(chunk.len() as f64 / *bps as f64));
         }
         take_tokens(state, chunk.len());
         if stream.write_all(chunk).is_err() {

@@ -5,12 +5,17 @@
 
 pub mod env;
 pub mod mirror;
+pub mod peer;
 pub mod pkg;
 pub mod repo;
 pub mod seeder;
 
-pub use env::{Output, TestEnv, pactor_bin, run, run_with_stdin, write_pactor_conf};
+pub use env::{
+    Output, TestEnv, download_processes, ensure_user, pactor_bin, proc_status, run, run_with_stdin,
+    uid_of, write_pactor_conf,
+};
 pub use mirror::{Fault, Mirror, Request};
+pub use peer::{BadPeer, Behaviour};
 pub use pkg::Pkg;
 pub use repo::{Gpg, Repo};
 pub use seeder::{SeedProcess, free_port};

@@ -32,8 +32,33 @@ impl SeedProcess {
 
     /// As [`SeedProcess::start`], rescanning every `rescan` seconds.
     pub fn start_with(args: &[&std::ffi::OsStr], pactor_conf: &Path, rescan: u64) -> SeedProcess {
+        Self::spawn(Command::new(pactor_bin()), args, pactor_conf, rescan)
+    }
+
+    /// As [`SeedProcess::start`], run by `user` (uid and gid) with no other group and no way to
+    /// gain privileges (setpriv), as the systemd unit runs it.
+    pub fn start_as(
+        user: (u32, u32),
+        args: &[&std::ffi::OsStr],
+        pactor_conf: &Path,
+    ) -> SeedProcess {
+        let mut setpriv = Command::new("setpriv");
+        setpriv
+            .arg(format!("--reuid={}", user.0))
+            .arg(format!("--regid={}", user.1))
+            .args(["--clear-groups", "--no-new-privs"])
+            .arg(pactor_bin());
+        Self::spawn(setpriv, args, pactor_conf, 1)
+    }
+
+    fn spawn(
+        mut command: Command,
+        args: &[&std::ffi::OsStr],
+        pactor_conf: &Path,
+        rescan: u64,
+    ) -> SeedProcess {
         let port = free_port();
-        let mut child = Command::new(pactor_bin())
+        let mut child = command
             .arg("seed")
             .args(args)
             .args(["--listen", &format!("127.0.0.1:{port}")])

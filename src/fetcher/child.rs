@@ -1,0 +1,458 @@
+//! The download process: `pactor` re-executed by the root process (never forked from its
+//! threads), reading requests on stdin and answering on the original stdout; anything it
+//! prints goes to stderr, which the root process passes on, cleaned. It reads its
+//! [`Start`](super::protocol::Start) first, enters the sandbox while it is still a single
+//! thread, and only then starts its runtime and talks to the network.
+//!
+//! It runs pactor's own prefetch ([`crate::prefetch`]): the swarm, the mirrors, their race and
+//! the child's own checks (which decide when to try the next mirror). Where a file used to be
+//! renamed into the cache, it is now handed over ([`Handover`]): the root process copies and
+//! verifies it and says whether it is in the cache. Files taken from the swarm stay in the
+//! child's staging directory and are seeded from there until the root process says stop.
+
+use std::collections::HashMap;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::protocol::{
+    self, Failure, IndexOutcome, IndexRequest, PrefetchJob, Progress, Report, Staged, Start,
+    ToChild, ToParent, VERSION,
+};
+use crate::http::Http;
+use crate::index::Index;
+use crate::interrupt::Interrupt;
+use crate::prefetch::{Prefetch, SwarmPlan};
+use crate::swarm::{Swarm, SwarmConfig};
+use crate::transaction::PackageFile;
+
+/// Messages to the root process, written in order by one thread. `None` ends the stream:
+/// senders live on in the `ui` and `progress` redirects, so the writer cannot wait for them all
+/// to go.
+#[derive(Clone)]
+struct Outbox(std::sync::mpsc::Sender<Option<ToParent>>);
+
+impl Outbox {
+    fn send(&self, message: ToParent) {
+        // The root process gone is noticed on stdin; nothing to do here.
+        let _ = self.0.send(Some(message));
+    }
+
+    /// Ends the stream once everything sent before is written.
+    fn close(&self) {
+        let _ = self.0.send(None);
+    }
+}
+
+/// The root process's verdicts, awaited by the transfers that offered the files.
+type Verdicts = Arc<Mutex<HashMap<(u32, Staged), oneshot::Sender<Result<(), String>>>>>;
+
+/// The child's entry point (`pactor <INTERNAL_ARG>`).
+pub fn main() -> ExitCode {
+    // The protocol keeps the original stdout; fd 1 becomes stderr so that nothing printed can
+    // corrupt a frame.
+    // SAFETY: dup and dup2 on the standard descriptors of this single-threaded process.
+    let protocol_fd = unsafe {
+        let fd = libc::dup(1);
+        if fd < 0 || libc::dup2(2, 1) < 0 {
+            return ExitCode::from(2);
+        }
+        fd
+    };
+    // SAFETY: `protocol_fd` was just created by dup and is owned here alone.
+    let protocol_out = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(protocol_fd) });
+    let mut stdin = std::io::stdin().lock();
+    let start: Start = match protocol::read_frame(&mut stdin, protocol::MAX_JOB_FRAME) {
+        Ok(ToChild::Start(start)) => start,
+        _ => return ExitCode::from(2),
+    };
+    drop(stdin);
+    if start.version != VERSION {
+        eprintln!(
+            "error: the download process speaks version {VERSION}, not {}",
+            start.version
+        );
+        return ExitCode::from(2);
+    }
+    if let Err(e) = super::sandbox::enter(&start.sandbox, &start.fetch_dir, start.debug) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    crate::ui::init_tracing(start.debug);
+
+    let (tx, rx) = std::sync::mpsc::channel::<Option<ToParent>>();
+    let writer = std::thread::spawn(move || {
+        let mut out = std::io::BufWriter::new(protocol_out);
+        while let Ok(Some(message)) = rx.recv() {
+            if protocol::write_frame(&mut out, &message).is_err() {
+                break;
+            }
+        }
+    });
+    let outbox = Outbox(tx);
+    outbox.send(ToParent::Hello { version: VERSION });
+    let bars = redirect_output(&outbox);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = runtime.block_on(serve(start, outbox.clone(), bars));
+    outbox.close();
+    let _ = writer.join();
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    code
+}
+
+/// Sends the terminal output of the prefetch (`ui`, `progress`) to the root process.
+fn redirect_output(outbox: &Outbox) -> Arc<RemoteBars> {
+    let say = outbox.clone();
+    crate::ui::redirect(Box::new(move |level, text| {
+        say.send(ToParent::Say {
+            level,
+            text: text.to_owned(),
+        })
+    }));
+    let bars = Arc::new(RemoteBars {
+        outbox: outbox.clone(),
+        ids: Mutex::default(),
+        pending: Mutex::default(),
+    });
+    crate::progress::redirect(bars.clone());
+    let flushed = bars.clone();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(RemoteBars::EVERY);
+            flushed.flush();
+        }
+    });
+    bars
+}
+
+async fn serve(start: Start, outbox: Outbox, bars: Arc<RemoteBars>) -> ExitCode {
+    let interrupt = match Interrupt::listen() {
+        Ok(interrupt) => interrupt,
+        Err(e) => {
+            eprintln!("error: could not watch signals: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let verdicts: Verdicts = Arc::default();
+    let (requests_tx, mut requests) = mpsc::unbounded_channel();
+    {
+        // Requests arrive on stdin; the root process gone (end of input) stops everything.
+        let verdicts = verdicts.clone();
+        let interrupt = interrupt.clone();
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                match protocol::read_frame::<ToChild>(&mut stdin, protocol::MAX_JOB_FRAME) {
+                    Ok(ToChild::Verdict {
+                        file,
+                        staged,
+                        placed,
+                    }) => {
+                        if let Some(waiting) = verdicts
+                            .lock()
+                            .expect("no poisoning")
+                            .remove(&(file, staged))
+                        {
+                            let _ = waiting.send(placed);
+                        }
+                    }
+                    Ok(request) => {
+                        if requests_tx.send(request).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => {
+                        interrupt.trigger(libc::SIGTERM);
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    let http = Http::new(
+        Duration::from_millis(start.connect_timeout_ms),
+        Duration::from_millis(start.idle_timeout_ms),
+        interrupt.clone(),
+    );
+    let mut kept: Option<(Swarm, Arc<Handover>)> = None;
+    while let Some(request) = requests.recv().await {
+        match request {
+            ToChild::RefreshIndexes(list) => {
+                let outcomes = refresh_indexes(&http, &list, &start.fetch_dir).await;
+                outbox.send(ToParent::Indexes(outcomes));
+            }
+            ToChild::Prefetch(job) => {
+                bars.number(&job.files);
+                let handover = Arc::new(Handover::new(
+                    &job.files,
+                    outbox.clone(),
+                    verdicts.clone(),
+                    start.fetch_dir.clone(),
+                ));
+                let (result, swarm) = prefetch(*job, &http, &start.fetch_dir, &handover).await;
+                outbox.send(ToParent::PrefetchDone(result));
+                if let Some(swarm) = swarm {
+                    kept = Some((swarm, handover));
+                }
+            }
+            ToChild::Stop => break,
+            ToChild::Start(_) | ToChild::Verdict { .. } => {}
+        }
+    }
+    // No `Swarm::stop` (librqbit sleeps a second in it): the process ends now, which closes
+    // every connection and file; the seeded copies can go while still open.
+    let uploaded = match kept {
+        Some((swarm, handover)) => {
+            handover.remove_seeded_copies();
+            swarm.uploaded_bytes()
+        }
+        None => 0,
+    };
+    outbox.send(ToParent::Stopped { uploaded });
+    ExitCode::SUCCESS
+}
+
+/// Fetches each requested index into the staging directory (as [`Staged::Index`]).
+async fn refresh_indexes(
+    http: &Http,
+    requests: &[IndexRequest],
+    fetch_dir: &Path,
+) -> Vec<IndexOutcome> {
+    let mut outcomes = Vec::new();
+    for (n, request) in requests.iter().enumerate() {
+        let staged = Staged::Index.path(fetch_dir, &n.to_string());
+        let outcome = match crate::indexes::fetch(http, &request.urls).await {
+            crate::indexes::Fetched::Index(bytes) => match std::fs::write(&staged, bytes) {
+                Ok(()) => IndexOutcome::Fetched,
+                Err(e) => {
+                    tracing::info!("{}: {e}", staged.display());
+                    IndexOutcome::Failed
+                }
+            },
+            crate::indexes::Fetched::Nothing => IndexOutcome::PublishesNothing,
+            crate::indexes::Fetched::Failed => IndexOutcome::Failed,
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+async fn prefetch(
+    job: PrefetchJob,
+    http: &Http,
+    fetch_dir: &Path,
+    handover: &Arc<Handover>,
+) -> (Result<Report, Failure>, Option<Swarm>) {
+    let indexes = job
+        .indexes
+        .iter()
+        .filter_map(|(repo, bytes)| Some((repo.clone(), Index::parse(&bytes.0).ok()?.0)))
+        .collect();
+    let s = job.swarm;
+    let prefetch = Prefetch {
+        cache_dirs: job.cache_dirs,
+        staging: fetch_dir.to_owned(),
+        parallel: job.parallel.max(1),
+        http: http.clone(),
+        server_errors: Default::default(),
+        mirror_rate: Default::default(),
+        handover: handover.clone(),
+        swarm: SwarmPlan {
+            indexes,
+            config: SwarmConfig {
+                listen: s.listen,
+                dht: s.dht,
+                lsd: s.lsd,
+                trackers: s.trackers,
+                upload_bps: s.upload_bps,
+                download_bps: s.download_bps,
+                peer_limit: None,
+            },
+            peers: job.peers,
+            stall: Duration::from_millis(job.stall_ms),
+        },
+    };
+    match prefetch.run(&job.files).await {
+        Ok((report, swarm)) => (
+            Ok(Report {
+                files: report.files,
+                bytes_from_peers: report.bytes_from_peers,
+                bytes_from_mirrors: report.bytes_from_mirrors,
+            }),
+            swarm,
+        ),
+        Err(e) => {
+            let failure = if http.interrupted().is_some() {
+                Failure::Interrupted
+            } else {
+                Failure::Error(format!("{e:#}"))
+            };
+            (Err(failure), None)
+        }
+    }
+}
+
+/// Offers verified staged files to the root process instead of renaming them into the cache.
+pub struct Handover {
+    ids: HashMap<String, u32>,
+    outbox: Outbox,
+    verdicts: Verdicts,
+    fetch_dir: PathBuf,
+    /// Swarm copies placed in the cache: seeded from here, removed at the end.
+    seeded: Mutex<Vec<PathBuf>>,
+}
+
+impl Handover {
+    fn new(files: &[PackageFile], outbox: Outbox, verdicts: Verdicts, fetch_dir: PathBuf) -> Self {
+        Handover {
+            ids: files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.filename.clone(), i as u32))
+                .collect(),
+            outbox,
+            verdicts,
+            fetch_dir,
+            seeded: Mutex::default(),
+        }
+    }
+
+    /// Offers `file`'s `staged` copy, complete and checked, and waits for the root process to
+    /// copy it into the cache. A mirror's partial file or a signature is no longer needed
+    /// afterwards, whatever the verdict; a swarm copy stays, seeded until the end.
+    pub async fn place(&self, file: &PackageFile, staged: Staged) -> Result<(), String> {
+        let Some(&id) = self.ids.get(&file.filename) else {
+            return Err("not a file of this transaction".into());
+        };
+        let (tx, rx) = oneshot::channel();
+        self.verdicts
+            .lock()
+            .expect("no poisoning")
+            .insert((id, staged), tx);
+        self.outbox.send(ToParent::Ready { file: id, staged });
+        let verdict = rx
+            .await
+            .unwrap_or_else(|_| Err("the root process went away".into()));
+        let path = staged.path(&self.fetch_dir, &file.filename);
+        match staged {
+            Staged::Swarm if verdict.is_ok() => {
+                self.seeded.lock().expect("no poisoning").push(path)
+            }
+            Staged::Swarm | Staged::Index => {}
+            Staged::Mirror | Staged::Signature => {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        verdict
+    }
+
+    /// The staged swarm copies of files now in the cache, removed once seeding stops.
+    fn remove_seeded_copies(&self) {
+        for path in self.seeded.lock().expect("no poisoning").drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The prefetch's progress bars, drawn by the root process: per file at most one update per
+/// [`RemoteBars::EVERY`], so a fast transfer does not flood the pipe.
+struct RemoteBars {
+    outbox: Outbox,
+    ids: Mutex<HashMap<String, u32>>,
+    pending: Mutex<HashMap<u32, (Progress, Option<Instant>)>>,
+}
+
+impl RemoteBars {
+    const EVERY: Duration = Duration::from_millis(100);
+
+    /// The files' numbers: their order in the job, as the handover numbers them.
+    fn number(&self, files: &[PackageFile]) {
+        *self.ids.lock().expect("no poisoning") = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.filename.clone(), i as u32))
+            .collect();
+    }
+
+    fn flush(&self) {
+        let mut pending = self.pending.lock().expect("no poisoning");
+        for (message, sent) in pending.values_mut() {
+            if sent.is_none() {
+                self.outbox.send(ToParent::Progress(message.clone()));
+                *sent = Some(Instant::now());
+            }
+        }
+    }
+}
+
+impl crate::progress::Sink for RemoteBars {
+    fn start(&self, files: usize, bytes: u64) {
+        self.outbox.send(ToParent::Progress(Progress::Start {
+            files: files as u32,
+            bytes,
+        }));
+    }
+
+    fn file_start(&self, name: &str) -> Option<u32> {
+        let id = self.ids.lock().expect("no poisoning").get(name).copied()?;
+        self.outbox
+            .send(ToParent::Progress(Progress::FileStart { file: id }));
+        Some(id)
+    }
+
+    fn bar(&self, file: u32, kept: [u64; 2], active: [bool; 2], swarm_prefix: u64) {
+        let message = Progress::Bar {
+            file,
+            kept,
+            active,
+            swarm_prefix,
+        };
+        let mut pending = self.pending.lock().expect("no poisoning");
+        let last = pending.get(&file).and_then(|(_, sent)| *sent);
+        match last {
+            Some(at) if at.elapsed() < Self::EVERY => {
+                pending.insert(file, (message, None));
+            }
+            _ => {
+                self.outbox.send(ToParent::Progress(message.clone()));
+                pending.insert(file, (message, Some(Instant::now())));
+            }
+        }
+    }
+
+    fn file_done(&self, file: u32) {
+        let mut pending = self.pending.lock().expect("no poisoning");
+        if let Some((message, None)) = pending.remove(&file) {
+            self.outbox.send(ToParent::Progress(message));
+        }
+        self.outbox
+            .send(ToParent::Progress(Progress::FileDone { file }));
+    }
+
+    fn warn(&self, text: &str) {
+        self.outbox.send(ToParent::Progress(Progress::Warn {
+            text: text.to_owned(),
+        }));
+    }
+
+    fn finish(&self, peers: u64, mirrors: u64) {
+        self.flush();
+        self.outbox
+            .send(ToParent::Progress(Progress::Finish { peers, mirrors }));
+    }
+}

@@ -1,0 +1,428 @@
+//! The root side of the hand-over: a file the download process offers is copied out of its
+//! staging directory into a file only root can write, hashed as it is copied, and renamed into
+//! the cache only if its size and sha256 are the database's.
+//!
+//! Why a copy and not a rename: the download process keeps whatever file descriptors it opened,
+//! so a file it wrote can change after the root process hashed it; hashing it and then renaming
+//! it would put bytes in the cache that nobody verified. The copy is what gets hashed and what
+//! goes into the cache, and nobody else can write it. The copy can start while the file is
+//! still arriving ([`Copy::advance`]): the swarm's verified prefix and a mirror's bytes as they
+//! land, so at the end only the tail is left.
+//!
+//! A staged file is opened below the child's directory with `O_NOFOLLOW` at every step and
+//! `O_NONBLOCK` (a FIFO cannot hang the root process), must be a regular file with one link
+//! (not a hard link to something else) and, when the child runs as another user, be that
+//! user's. The copy stays mode 0600 until it is verified.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::protocol::Staged;
+use super::sandbox::Staging;
+
+/// Copies are made in chunks of this size.
+const CHUNK: usize = 1 << 20;
+/// Signatures are small; anything larger is not a signature.
+pub const MAX_SIG_LEN: u64 = 64 * 1024;
+
+/// What the database says a file is.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub name: String,
+    pub size: u64,
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// Where files are taken from and put.
+pub struct Intake {
+    staging: Staging,
+    /// The cache directory verified files are renamed into.
+    dest: PathBuf,
+    /// The owner staged files must have (the DownloadUser), when the child runs as one.
+    owner: Option<libc::uid_t>,
+}
+
+/// A copy being made of one staged file.
+pub struct Copy {
+    pub staged: Staged,
+    src: File,
+    dst: File,
+    dst_path: PathBuf,
+    copied: u64,
+    hasher: Sha256,
+}
+
+impl Intake {
+    pub fn new(staging: Staging, dest: PathBuf, owner: Option<libc::uid_t>) -> Intake {
+        Intake {
+            staging,
+            dest,
+            owner,
+        }
+    }
+
+    /// Opens a staged file the way nothing in the child's directory can redirect.
+    fn open_staged(&self, staged: Staged, name: &str) -> std::io::Result<File> {
+        let (sub, file) = staged.location(name);
+        let fetch = open_at(None, &self.staging.fetch, libc::O_DIRECTORY)?;
+        let dir = match sub {
+            Some(sub) => open_at(Some(&fetch), Path::new(sub), libc::O_DIRECTORY)?,
+            None => fetch,
+        };
+        let fd = open_at(Some(&dir), Path::new(&file), libc::O_NONBLOCK)?;
+        let refuse = |why: &str| Err(std::io::Error::other(format!("{file}: {why}")));
+        let file = File::from(fd);
+        let meta = file.metadata()?;
+        if !meta.file_type().is_file() {
+            return refuse("not a regular file");
+        }
+        if meta.nlink() != 1 {
+            return refuse("a hard link");
+        }
+        if self.owner.is_some_and(|uid| uid != meta.uid()) {
+            return refuse("not the download user's");
+        }
+        Ok(file)
+    }
+
+    /// Starts a copy of `expected`'s staged file; nothing is read yet.
+    pub fn begin(&self, expected: &Expected, staged: Staged) -> std::io::Result<Copy> {
+        let src = self.open_staged(staged, &expected.name)?;
+        // One copy per source at a time (the swarm and a mirror may race), each its own file.
+        let dst_path = self
+            .staging
+            .work
+            .join(format!("{}.{}", expected.name, staged.label()));
+        let _ = std::fs::remove_file(&dst_path);
+        let dst = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&dst_path)?;
+        Ok(Copy {
+            staged,
+            src,
+            dst,
+            dst_path,
+            copied: 0,
+            hasher: Sha256::new(),
+        })
+    }
+
+    /// Completes `copy` to the database's size, checks it and renames it into the cache. A copy
+    /// begun before the file was complete may hold bytes the child later replaced (a mirror's
+    /// partial file restarted): on a mismatch it is made again, once, from the start.
+    pub fn finish(&self, mut copy: Copy, expected: &Expected) -> Result<(), String> {
+        let pipelined = copy.copied > 0;
+        let result = copy
+            .advance(expected.size, expected.size)
+            .map_err(|e| format!("could not copy it from the download process: {e}"))
+            .and_then(|()| copy.check(expected));
+        match result {
+            Ok(()) => self.place(copy, &expected.name),
+            Err(why) if pipelined => {
+                tracing::debug!(
+                    "{}: the copy made while it arrived {why}; copying it again whole",
+                    expected.name
+                );
+                let staged = copy.staged;
+                drop(copy);
+                let again = self
+                    .begin(expected, staged)
+                    .map_err(|e| format!("could not open it: {e}"))?;
+                self.finish(again, expected)
+            }
+            Err(why) => {
+                let _ = std::fs::remove_file(&copy.dst_path);
+                Err(why)
+            }
+        }
+    }
+
+    fn place(&self, copy: Copy, name: &str) -> Result<(), String> {
+        let dest = self.dest.join(name);
+        let placed = copy
+            .dst
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .and_then(|()| std::fs::rename(&copy.dst_path, &dest));
+        placed.map_err(|e| {
+            let _ = std::fs::remove_file(&copy.dst_path);
+            format!("could not move into {}: {e}", dest.display())
+        })
+    }
+
+    /// `<name>.sig` from the child's staging directory into the cache; at most
+    /// [`MAX_SIG_LEN`] bytes (alpm checks the signature itself at the commit).
+    pub fn signature(&self, name: &str) -> Result<(), String> {
+        let bytes = self
+            .read_small(Staged::Signature, name, MAX_SIG_LEN)
+            .map_err(|e| format!("could not take the signature: {e}"))?;
+        if bytes.is_empty() {
+            return Err("an empty signature".into());
+        }
+        let sig_name = format!("{name}.sig");
+        let tmp = self.staging.work.join(&sig_name);
+        let _ = std::fs::remove_file(&tmp);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&bytes))
+            .and_then(|()| std::fs::rename(&tmp, self.dest.join(&sig_name)));
+        written.map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("could not place {sig_name}: {e}")
+        })
+    }
+
+    /// The `n`-th torrent index the child fetched, at most `max` bytes.
+    pub fn index(&self, n: usize, max: usize) -> std::io::Result<Vec<u8>> {
+        self.read_small(Staged::Index, &n.to_string(), max as u64)
+    }
+
+    fn read_small(&self, staged: Staged, name: &str, max: u64) -> std::io::Result<Vec<u8>> {
+        let file = self.open_staged(staged, name)?;
+        let mut bytes = Vec::new();
+        file.take(max + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > max {
+            return Err(std::io::Error::other(format!("larger than {max} bytes")));
+        }
+        Ok(bytes)
+    }
+}
+
+impl Copy {
+    /// Copies and hashes more of the staged file: up to `upto` bytes, or, when fewer are there
+    /// yet, what is there; never past `size`.
+    pub fn advance(&mut self, upto: u64, size: u64) -> std::io::Result<()> {
+        let end = upto.min(size);
+        let mut buf = vec![0u8; CHUNK];
+        while self.copied < end {
+            let want = (end - self.copied).min(CHUNK as u64) as usize;
+            let n = self.src.read_at(&mut buf[..want], self.copied)?;
+            if n == 0 {
+                break;
+            }
+            self.hasher.update(&buf[..n]);
+            self.dst.write_all_at(&buf[..n], self.copied)?;
+            self.copied += n as u64;
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn copied(&self) -> u64 {
+        self.copied
+    }
+
+    fn check(&mut self, expected: &Expected) -> Result<(), String> {
+        if self.copied != expected.size {
+            return Err(format!(
+                "has {} bytes where the database says {}",
+                self.copied, expected.size
+            ));
+        }
+        let sha256: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        match expected.sha256 {
+            Some(want) if want != sha256 => {
+                Err("is corrupted (sha256 does not match the database)".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        // Placed copies were renamed away; anything still here is unverified.
+        let _ = std::fs::remove_file(&self.dst_path);
+    }
+}
+
+/// `openat(dir, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | flags)`.
+fn open_at(dir: Option<&OwnedFd>, path: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("a path with a NUL byte"))?;
+    let dirfd = dir.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
+    // SAFETY: a NUL-terminated path and a valid (or AT_FDCWD) directory descriptor.
+    let fd = unsafe {
+        libc::openat(
+            dirfd,
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | flags,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor openat just returned, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Intake) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        let staging = Staging::of(&cache);
+        std::fs::create_dir_all(staging.fetch.join("swarm")).unwrap();
+        (dir, Intake::new(staging, cache, None))
+    }
+
+    fn expected(data: &[u8]) -> Expected {
+        Expected {
+            name: "a-1-1-any.pkg.tar.zst".into(),
+            size: data.len() as u64,
+            sha256: Some(Sha256::digest(data).into()),
+        }
+    }
+
+    #[test]
+    fn a_good_file_is_copied_into_the_cache_and_the_staged_one_stays() {
+        let (dir, intake) = setup();
+        let data: Vec<u8> = (0..3 * CHUNK + 5).map(|i| (i % 251) as u8).collect();
+        let e = expected(&data);
+        let staged = Staged::Swarm.path(&intake.staging.fetch, &e.name);
+        std::fs::write(&staged, &data).unwrap();
+        let mut copy = intake.begin(&e, Staged::Swarm).unwrap();
+        copy.advance(CHUNK as u64, e.size).unwrap();
+        assert_eq!(copy.copied(), CHUNK as u64);
+        intake.finish(copy, &e).unwrap();
+        let placed = dir.path().join("cache").join(&e.name);
+        assert_eq!(std::fs::read(&placed).unwrap(), data);
+        assert_eq!(
+            std::fs::metadata(&placed).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert!(staged.exists(), "the child keeps its copy to seed");
+        assert_eq!(std::fs::read_dir(&intake.staging.work).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn the_cache_gets_the_bytes_that_were_hashed_whatever_the_child_does_later() {
+        let (dir, intake) = setup();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+        let e = expected(&data);
+        let staged = Staged::Mirror.path(&intake.staging.fetch, &e.name);
+        let placed = dir.path().join("cache").join(&e.name);
+        let mut bad = data.clone();
+        bad[10] ^= 1;
+        bad[90_000] ^= 1;
+
+        // Bytes rewritten after they were copied: the copy (hashed, good) is what is placed.
+        std::fs::write(&staged, &data).unwrap();
+        let mut copy = intake.begin(&e, Staged::Mirror).unwrap();
+        copy.advance(50_000, e.size).unwrap();
+        std::fs::write(&staged, &bad[..50_000]).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&staged)
+            .unwrap()
+            .write_all(&data[50_000..])
+            .unwrap();
+        intake.finish(copy, &e).unwrap();
+        assert_eq!(std::fs::read(&placed).unwrap(), data);
+        std::fs::remove_file(&placed).unwrap();
+
+        // Bad bytes not yet copied: the check fails, the copy is made again from the start,
+        // which fails too; nothing reaches the cache and no copy is left behind.
+        std::fs::write(&staged, &data).unwrap();
+        let mut copy = intake.begin(&e, Staged::Mirror).unwrap();
+        copy.advance(50_000, e.size).unwrap();
+        std::fs::write(&staged, &bad).unwrap();
+        let err = intake.finish(copy, &e).unwrap_err();
+        assert!(err.contains("sha256"), "{err}");
+        assert!(!placed.exists());
+        assert_eq!(std::fs::read_dir(&intake.staging.work).unwrap().count(), 1);
+
+        // A legitimate restart (the partial file truncated and written again, the start
+        // differing from what was copied): the second, whole copy passes.
+        std::fs::write(&staged, &bad[..50_000]).unwrap();
+        let mut copy = intake.begin(&e, Staged::Mirror).unwrap();
+        copy.advance(50_000, e.size).unwrap();
+        std::fs::write(&staged, &data).unwrap();
+        intake.finish(copy, &e).unwrap();
+        assert_eq!(std::fs::read(&placed).unwrap(), data);
+    }
+
+    #[test]
+    fn racing_copies_of_one_file_do_not_disturb_each_other() {
+        let (dir, intake) = setup();
+        let data = vec![3u8; 70_000];
+        let e = expected(&data);
+        let fetch = intake.staging.fetch.clone();
+        std::fs::write(Staged::Swarm.path(&fetch, &e.name), &data[..1000]).unwrap();
+        std::fs::write(Staged::Mirror.path(&fetch, &e.name), &data).unwrap();
+        let mut swarm = intake.begin(&e, Staged::Swarm).unwrap();
+        swarm.advance(1000, e.size).unwrap();
+        let mirror = intake.begin(&e, Staged::Mirror).unwrap();
+        drop(swarm);
+        intake.finish(mirror, &e).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("cache").join(&e.name)).unwrap(),
+            data
+        );
+    }
+
+    #[test]
+    fn symlinks_fifos_hard_links_and_short_files_are_refused() {
+        let (dir, intake) = setup();
+        let data = vec![1u8; 1000];
+        let e = expected(&data);
+        let fetch = intake.staging.fetch.clone();
+        // A symlink to a secret, under the staged name.
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, &data).unwrap();
+        std::os::unix::fs::symlink(&secret, Staged::Mirror.path(&fetch, &e.name)).unwrap();
+        assert!(intake.begin(&e, Staged::Mirror).is_err());
+        // The swarm directory replaced by a symlink to elsewhere.
+        std::fs::remove_dir(fetch.join("swarm")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), fetch.join("swarm")).unwrap();
+        std::fs::write(dir.path().join(&e.name), &data).unwrap();
+        assert!(intake.begin(&e, Staged::Swarm).is_err());
+        // A FIFO does not block the root process.
+        let fifo = Staged::Signature.path(&fetch, &e.name);
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(intake.signature(&e.name).is_err());
+        // A hard link.
+        std::fs::remove_file(Staged::Mirror.path(&fetch, &e.name)).unwrap();
+        std::fs::hard_link(&secret, Staged::Mirror.path(&fetch, &e.name)).unwrap();
+        assert!(intake.begin(&e, Staged::Mirror).is_err());
+        // A short file.
+        std::fs::remove_file(Staged::Mirror.path(&fetch, &e.name)).unwrap();
+        std::fs::write(Staged::Mirror.path(&fetch, &e.name), &data[..10]).unwrap();
+        let copy = intake.begin(&e, Staged::Mirror).unwrap();
+        assert!(intake.finish(copy, &e).unwrap_err().contains("bytes"));
+        assert!(!dir.path().join("cache").join(&e.name).exists());
+    }
+
+    #[test]
+    fn signatures_and_indexes_are_size_bounded() {
+        let (_dir, intake) = setup();
+        let fetch = intake.staging.fetch.clone();
+        std::fs::write(Staged::Signature.path(&fetch, "a"), vec![1u8; 100]).unwrap();
+        intake.signature("a").unwrap();
+        std::fs::write(
+            Staged::Signature.path(&fetch, "b"),
+            vec![1u8; MAX_SIG_LEN as usize + 1],
+        )
+        .unwrap();
+        assert!(intake.signature("b").is_err());
+        std::fs::write(Staged::Index.path(&fetch, "0"), b"d5:filesle7:versioni1ee").unwrap();
+        assert_eq!(intake.index(0, 100).unwrap().len(), 23);
+        assert!(intake.index(0, 10).is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! The download process: everything that talks to the network on behalf of `pactor -S` (the
+//! HTTP downloader and the BitTorrent session) runs in a child process that pacman's rules put
+//! in pacman's sandbox (`DownloadUser`, Landlock, the syscall filter, no-new-privs) and that
+//! writes only into its own staging directory. The root process keeps the alpm handle and the
+//! database lock, decides what is fetched, and is the only one that writes the cache: it copies
+//! each file the child offers into a file of its own, hashing what it copies, and renames that
+//! copy into the cache only when size and sha256 are the database's.
+//!
+//! - `protocol`: the versioned, bounded messages over the pipes;
+//! - `sandbox`: when to sandbox, the staging layout, entering the sandbox;
+//! - `parent`: starting the child, following it, passing signals on;
+//! - `intake`: the copy-and-verify of an offered file;
+//! - `child`: the download process itself, running `prefetch`.
+
+mod child;
+mod intake;
+mod parent;
+pub mod protocol;
+pub mod sandbox;
+
+pub use child::{Handover, main as child_main};
+pub use parent::{CHILD_ARG, Downloads, Setup};

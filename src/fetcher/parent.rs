@@ -1,0 +1,634 @@
+//! The root process's side: it starts the download process, asks it for torrent indexes and
+//! for the prefetch, draws its progress, takes the files it offers into the cache
+//! ([`Intake`]), passes on the signals it gets, and stops it after the commit.
+//!
+//! The child is `/proc/self/exe` started afresh (never a fork of this multi-threaded process),
+//! in its own session: no controlling terminal to write to, and the terminal's signals reach
+//! the root process only, which decides what the child hears. Its stdin, stdout and stderr are
+//! pipes; each is served by a thread of its own so a child that stops reading or floods its
+//! output cannot block the root process.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::intake::{Expected, Intake};
+use super::protocol::{
+    self, Failure, FrameError, IndexOutcome, IndexRequest, Level, PrefetchJob, Progress, Report,
+    Staged, Start, ToChild, ToParent, VERSION, clean,
+};
+use super::sandbox::{self, Plan, Staging};
+use crate::indexes::{self, Fetched, Stale};
+use crate::interrupt::Interrupt;
+use crate::progress::{DownloadProgress, FileProgress};
+use crate::transaction::PackageFile;
+use crate::ui;
+
+/// The argument that makes `pactor` the download process.
+pub const CHILD_ARG: &str = "__pactor-download-process";
+
+/// How long the child may take to stop after a signal was passed on to it.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// What the download process is started with.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub sandbox: Plan,
+    /// Why it runs unsandboxed, said once when it starts.
+    pub notice: Option<&'static str>,
+    /// The cache verified files go into (the first writable CacheDir), or why there is none.
+    pub dest: Result<PathBuf, String>,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub debug: bool,
+}
+
+/// The download process, started when first needed and kept (seeding) until [`stop`].
+///
+/// [`stop`]: Downloads::stop
+pub struct Downloads {
+    setup: Setup,
+    interrupt: Interrupt,
+    running: Option<Fetcher>,
+}
+
+impl Downloads {
+    pub fn new(setup: Setup, interrupt: Interrupt) -> Downloads {
+        Downloads {
+            setup,
+            interrupt,
+            running: None,
+        }
+    }
+
+    /// The running download process, started now if need be.
+    pub async fn fetcher(&mut self) -> Result<&mut Fetcher> {
+        if self.running.is_none() {
+            if let Some(notice) = self.setup.notice {
+                ui::warning(notice);
+            }
+            self.running = Some(Fetcher::start(&self.setup, self.interrupt.clone()).await?);
+        }
+        Ok(self.running.as_mut().expect("just started"))
+    }
+
+    /// Stops the download process (and its seeding); the bytes it uploaded.
+    pub async fn stop(self) -> u64 {
+        match self.running {
+            Some(fetcher) => fetcher.stop().await,
+            None => 0,
+        }
+    }
+}
+
+pub struct Fetcher {
+    child: Child,
+    outbox: std::sync::mpsc::Sender<ToChild>,
+    inbox: mpsc::UnboundedReceiver<Result<ToParent, FrameError>>,
+    stderr: Option<std::thread::JoinHandle<()>>,
+    intake: Arc<Intake>,
+    interrupt: Interrupt,
+    /// The signal passed on to the child, and when.
+    forwarded: Option<tokio::time::Instant>,
+    stopped: bool,
+}
+
+impl Fetcher {
+    async fn start(setup: &Setup, interrupt: Interrupt) -> Result<Fetcher> {
+        let dest = setup.dest.clone().map_err(|e| anyhow!(e))?;
+        let staging = Staging::of(&dest);
+        staging
+            .prepare(&setup.sandbox)
+            .context("could not prepare the staging directory")?;
+        let owner = match &setup.sandbox.user {
+            Some(user) => Some(sandbox::lookup_user(user)?.0),
+            None => None,
+        };
+        let mut command = Command::new("/proc/self/exe");
+        command
+            .arg(CHILD_ARG)
+            .current_dir(&staging.fetch)
+            // librqbit keeps DHT state in the user's cache directory: the child's is its own.
+            .env("XDG_CACHE_HOME", staging.fetch.join(".cache"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: setsid is async-signal-safe and touches nothing of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .context("could not start the download process")?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let start = Start {
+            version: VERSION,
+            sandbox: setup.sandbox.clone(),
+            fetch_dir: staging.fetch.clone(),
+            connect_timeout_ms: setup.connect_timeout.as_millis() as u64,
+            idle_timeout_ms: setup.idle_timeout.as_millis() as u64,
+            debug: setup.debug,
+        };
+        // A child that died at once is reported below, from its exit status.
+        let _ = protocol::write_frame(&mut stdin, &ToChild::Start(start));
+
+        let (outbox, requests) = std::sync::mpsc::channel::<ToChild>();
+        std::thread::spawn(move || {
+            while let Ok(message) = requests.recv() {
+                if protocol::write_frame(&mut stdin, &message).is_err() {
+                    break;
+                }
+            }
+            // Dropping stdin is the child's end of input: it stops.
+        });
+        let (tx, inbox) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            let mut stdout = BufReader::new(stdout);
+            loop {
+                let frame = protocol::read_frame::<ToParent>(&mut stdout, protocol::MAX_FRAME);
+                let last = frame.is_err();
+                if tx.send(frame).is_err() || last {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || forward_stderr(stderr));
+        let intake = Arc::new(Intake::new(staging, dest, owner));
+        let mut fetcher = Fetcher {
+            child,
+            outbox,
+            inbox,
+            stderr: Some(stderr),
+            intake,
+            interrupt,
+            forwarded: None,
+            stopped: false,
+        };
+        match tokio::time::timeout(Duration::from_secs(30), fetcher.next()).await {
+            Ok(Ok(ToParent::Hello { version: VERSION })) => Ok(fetcher),
+            Ok(Ok(other)) => Err(fetcher.refuse(&format!("{other:?} before its greeting"))),
+            Ok(Err(e)) => Err(e.context("the download process did not start")),
+            Err(_) => Err(fetcher.refuse("nothing for 30 s after it started")),
+        }
+    }
+
+    fn send(&self, message: ToChild) {
+        // A child gone is noticed on its output.
+        let _ = self.outbox.send(message);
+    }
+
+    /// The next message, with signals passed on to the child while waiting. Lines the child
+    /// wants shown are returned too: the caller knows whether progress bars are up.
+    async fn next(&mut self) -> Result<ToParent> {
+        loop {
+            let deadline = self.forwarded.map(|at| at + GRACE);
+            let message = tokio::select! {
+                message = self.inbox.recv() => message,
+                _ = self.interrupt.wait(), if self.forwarded.is_none() => {
+                    let signum = self.interrupt.signal().unwrap_or(libc::SIGTERM);
+                    // SAFETY: kill(2) on our own child.
+                    unsafe { libc::kill(self.child.id() as i32, signum) };
+                    self.forwarded = Some(tokio::time::Instant::now());
+                    continue;
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                    let _ = self.child.kill();
+                    self.forwarded = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
+                    continue;
+                }
+            };
+            return match message {
+                Some(Ok(message)) => Ok(message),
+                None | Some(Err(FrameError::Closed)) => Err(self.died()),
+                Some(Err(e)) => Err(self.refuse(&e.to_string())),
+            };
+        }
+    }
+
+    /// The child ended its output: why, in words.
+    fn died(&mut self) -> anyhow::Error {
+        let status = self.child.wait();
+        self.stopped = true;
+        self.join_stderr();
+        match status {
+            Ok(status) => anyhow!("the download process ended unexpectedly ({status})"),
+            Err(e) => anyhow!("the download process ended unexpectedly ({e})"),
+        }
+    }
+
+    /// A protocol violation: the child is killed; whatever it said is not believed.
+    fn refuse(&mut self, what: &str) -> anyhow::Error {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stopped = true;
+        self.join_stderr();
+        anyhow!(
+            "the download process broke the protocol ({}); stopped it",
+            clean(what)
+        )
+    }
+
+    fn join_stderr(&mut self) {
+        if let Some(stderr) = self.stderr.take() {
+            let _ = stderr.join();
+        }
+    }
+
+    /// The signal the run was interrupted by, as pacman's exit code.
+    fn interrupted(&self) -> Option<anyhow::Error> {
+        self.interrupt
+            .signal()
+            .map(|signum| anyhow!(crate::ExitQuietly(128 + signum as u8)))
+    }
+
+    /// Fetches the `stale` indexes and keeps them in `dir`.
+    pub async fn refresh_indexes(&mut self, stale: &[Stale], dir: &Path) -> Result<()> {
+        let requests = stale
+            .iter()
+            .map(|s| IndexRequest {
+                urls: s.urls.clone(),
+            })
+            .collect();
+        self.send(ToChild::RefreshIndexes(requests));
+        let outcomes = loop {
+            match self.next().await {
+                Ok(ToParent::Say { level, text }) => ui::say(level, &clean(&text)),
+                Ok(ToParent::Indexes(outcomes)) if outcomes.len() == stale.len() => break outcomes,
+                Ok(other) => return Err(self.refuse(&format!("{other:?}"))),
+                Err(e) => return Err(self.interrupted().unwrap_or(e)),
+            }
+        };
+        if let Some(interrupted) = self.interrupted() {
+            return Err(interrupted);
+        }
+        for (n, (stale, outcome)) in stale.iter().zip(outcomes).enumerate() {
+            let fetched = match outcome {
+                IndexOutcome::Fetched => {
+                    match self.intake.index(n, crate::index::MAX_INDEX_BYTES) {
+                        Ok(bytes) => Fetched::Index(bytes),
+                        Err(e) => {
+                            tracing::info!("torrent index of {}: {e}", stale.repo);
+                            Fetched::Failed
+                        }
+                    }
+                }
+                IndexOutcome::PublishesNothing => Fetched::Nothing,
+                IndexOutcome::Failed => Fetched::Failed,
+            };
+            indexes::record(dir, stale, fetched);
+        }
+        Ok(())
+    }
+
+    /// Runs the prefetch of `job` in the child, taking each file it offers into the cache.
+    /// Returns the child's report, with the count of files placed by the root process.
+    pub async fn prefetch(&mut self, job: PrefetchJob) -> Result<Report> {
+        for file in &job.files {
+            if !crate::index::valid_file_name(&file.filename) {
+                bail!(
+                    "the database names a package file {:?}, which is not a plain file name",
+                    file.filename
+                );
+            }
+        }
+        let files = job.files.clone();
+        self.send(ToChild::Prefetch(Box::new(job)));
+        let mut run = Run {
+            files: &files,
+            intake: self.intake.clone(),
+            outbox: self.outbox.clone(),
+            progress: None,
+            bars: HashMap::new(),
+            pipes: HashMap::new(),
+            signatures: Vec::new(),
+            placed: Arc::default(),
+        };
+        let result = loop {
+            let message = match self.next().await {
+                Ok(message) => message,
+                Err(e) => break Err(e),
+            };
+            match message {
+                ToParent::Say { level, text } => run.say(level, &clean(&text)),
+                ToParent::Progress(progress) => {
+                    if let Err(why) = run.progress(progress) {
+                        break Err(self.refuse(&why));
+                    }
+                }
+                ToParent::Ready { file, staged } => {
+                    if let Err(why) = run.ready(file, staged) {
+                        break Err(self.refuse(&why));
+                    }
+                }
+                ToParent::PrefetchDone(result) => break Ok(result),
+                other => break Err(self.refuse(&format!("{other:?}"))),
+            }
+        };
+        // No copy may still be on its way into the cache once this returns.
+        let placed = run.settle().await;
+        if let Some(interrupted) = self.interrupted() {
+            return Err(interrupted);
+        }
+        match result? {
+            Ok(report) => Ok(Report {
+                files: placed,
+                ..report
+            }),
+            Err(Failure::Interrupted) => bail!("the download process was interrupted"),
+            Err(Failure::Error(message)) => Err(anyhow!("{}", clean(&message))),
+        }
+    }
+
+    /// Stops the child: seeding ends, its staging copies go. The bytes it uploaded.
+    pub async fn stop(mut self) -> u64 {
+        self.send(ToChild::Stop);
+        let mut uploaded = 0;
+        let waited = tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                match self.inbox.recv().await {
+                    Some(Ok(ToParent::Stopped { uploaded: bytes })) => break bytes,
+                    Some(Ok(ToParent::Say { level, text })) => ui::say(level, &clean(&text)),
+                    Some(Ok(_)) => {}
+                    _ => break 0,
+                }
+            }
+        })
+        .await;
+        if let Ok(bytes) = waited {
+            uploaded = bytes;
+        }
+        let exited = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if exited.is_err() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        self.stopped = true;
+        self.join_stderr();
+        uploaded
+    }
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One prefetch as the root process follows it.
+struct Run<'a> {
+    files: &'a [PackageFile],
+    intake: Arc<Intake>,
+    outbox: std::sync::mpsc::Sender<ToChild>,
+    progress: Option<DownloadProgress>,
+    bars: HashMap<u32, FileProgress>,
+    /// Copies under way, per file.
+    pipes: HashMap<u32, Pipe>,
+    signatures: Vec<JoinHandle<()>>,
+    placed: Arc<AtomicUsize>,
+}
+
+/// A file's copy task and its instructions.
+struct Pipe {
+    steps: mpsc::UnboundedSender<Step>,
+    task: JoinHandle<()>,
+}
+
+enum Step {
+    /// Copy what is final of this staged file (up to this many bytes).
+    Advance(Staged, u64),
+    /// The child offers this staged file, complete.
+    Ready(Staged),
+}
+
+impl Run<'_> {
+    fn file(&self, id: u32) -> Result<&PackageFile, String> {
+        self.files
+            .get(id as usize)
+            .ok_or_else(|| format!("file number {id} of {}", self.files.len()))
+    }
+
+    fn say(&self, level: Level, text: &str) {
+        match &self.progress {
+            Some(progress) => progress.say(level, text),
+            None => ui::say(level, text),
+        }
+    }
+
+    fn progress(&mut self, event: Progress) -> Result<(), String> {
+        match event {
+            Progress::Start { files, bytes } => {
+                self.progress = Some(DownloadProgress::new(files as usize, bytes));
+            }
+            Progress::FileStart { file } => {
+                let f = self.file(file)?;
+                let (name, size) = (f.filename.clone(), f.size);
+                if let Some(progress) = &self.progress {
+                    self.bars.insert(file, progress.start(&name, size));
+                }
+            }
+            Progress::Bar {
+                file,
+                kept,
+                active,
+                swarm_prefix,
+            } => {
+                let size = self.file(file)?.size;
+                if let Some(bar) = self.bars.get(&file) {
+                    bar.show([kept[0].min(size), kept[1].min(size)], active);
+                }
+                let hint = if swarm_prefix > 0 {
+                    Some(Step::Advance(Staged::Swarm, swarm_prefix))
+                } else if active[1] {
+                    Some(Step::Advance(Staged::Mirror, u64::MAX))
+                } else {
+                    None
+                };
+                if let Some(step) = hint {
+                    self.pipe(file)?.steps.send(step).ok();
+                }
+            }
+            Progress::FileDone { file } => {
+                self.file(file)?;
+                self.bars.remove(&file);
+            }
+            Progress::Warn { text } => self.say(Level::Warning, &clean(&text)),
+            Progress::Finish { peers, mirrors } => {
+                if let Some(progress) = self.progress.take() {
+                    progress.finish(peers, mirrors);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn ready(&mut self, file: u32, staged: Staged) -> Result<(), String> {
+        let name = self.file(file)?.filename.clone();
+        match staged {
+            Staged::Mirror | Staged::Swarm => {
+                self.pipe(file)?.steps.send(Step::Ready(staged)).ok();
+            }
+            Staged::Signature => {
+                let (intake, outbox) = (self.intake.clone(), self.outbox.clone());
+                self.signatures.push(tokio::spawn(async move {
+                    let placed = tokio::task::spawn_blocking(move || intake.signature(&name))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()));
+                    let _ = outbox.send(ToChild::Verdict {
+                        file,
+                        staged,
+                        placed,
+                    });
+                }));
+            }
+            Staged::Index => return Err("an index offered during the prefetch".into()),
+        }
+        Ok(())
+    }
+
+    fn pipe(&mut self, file: u32) -> Result<&Pipe, String> {
+        let f = self.file(file)?;
+        let expected = Expected {
+            name: f.filename.clone(),
+            size: f.size,
+            sha256: f.sha256,
+        };
+        let (intake, outbox, placed) = (
+            self.intake.clone(),
+            self.outbox.clone(),
+            self.placed.clone(),
+        );
+        Ok(self.pipes.entry(file).or_insert_with(|| {
+            let (steps, rx) = mpsc::unbounded_channel();
+            let task = tokio::spawn(copy_task(intake, expected, file, rx, outbox, placed));
+            Pipe { steps, task }
+        }))
+    }
+
+    /// Ends every copy task (a copy not offered as complete is thrown away) and returns how
+    /// many files the root process placed in the cache.
+    async fn settle(mut self) -> usize {
+        self.bars.clear();
+        for (_, pipe) in self.pipes.drain() {
+            drop(pipe.steps);
+            let _ = pipe.task.await;
+        }
+        for task in self.signatures.drain(..) {
+            let _ = task.await;
+        }
+        self.placed.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies one file as it arrives and, when the child offers it, finishes, verifies and places
+/// it, then tells the child the verdict.
+async fn copy_task(
+    intake: Arc<Intake>,
+    expected: Expected,
+    file: u32,
+    mut steps: mpsc::UnboundedReceiver<Step>,
+    outbox: std::sync::mpsc::Sender<ToChild>,
+    placed: Arc<AtomicUsize>,
+) {
+    let mut copy: Option<super::intake::Copy> = None;
+    while let Some(step) = steps.recv().await {
+        match step {
+            Step::Advance(staged, upto) => {
+                let current = match copy.take() {
+                    Some(c) if c.staged == staged => c,
+                    // Pipelining follows one copy; another one is taken whole when offered.
+                    Some(other) => {
+                        copy = Some(other);
+                        continue;
+                    }
+                    None => match intake.begin(&expected, staged) {
+                        Ok(c) => c,
+                        Err(_) => continue,
+                    },
+                };
+                let size = expected.size;
+                copy = tokio::task::spawn_blocking(move || {
+                    let mut current = current;
+                    // A failure here is found again, and reported, when the file is offered.
+                    let _ = current.advance(upto, size);
+                    current
+                })
+                .await
+                .ok();
+            }
+            Step::Ready(staged) => {
+                let begun = match copy.take() {
+                    Some(c) if c.staged == staged => Ok(c),
+                    other => {
+                        // The other source's copy is of no further use.
+                        drop(other);
+                        intake.begin(&expected, staged)
+                    }
+                };
+                let (intake, expected) = (intake.clone(), expected.clone());
+                let verdict = match begun {
+                    Ok(c) => tokio::task::spawn_blocking(move || intake.finish(c, &expected))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string())),
+                    Err(e) => Err(format!("could not open it: {e}")),
+                };
+                if verdict.is_ok() {
+                    placed.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = outbox.send(ToChild::Verdict {
+                    file,
+                    staged,
+                    placed: verdict,
+                });
+            }
+        }
+    }
+}
+
+/// Passes the child's stderr on, line by line, cleaned of control characters; a line longer
+/// than a few KiB is cut.
+fn forward_stderr(stderr: std::process::ChildStderr) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader)
+            .take(protocol::MAX_TEXT as u64 * 4)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = clean(&String::from_utf8_lossy(&line));
+                if !text.is_empty() {
+                    eprintln!("{text}");
+                }
+            }
+        }
+    }
+}

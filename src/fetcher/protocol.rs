@@ -1,0 +1,405 @@
+//! What the root process and the download process say to each other over their pipes: frames of
+//! at most [`MAX_FRAME`] bytes, each a big-endian `u32` length and a JSON message. The parent
+//! speaks first ([`ToChild::Start`]), the child answers [`ToParent::Hello`] with its
+//! [`VERSION`]; a mismatch ends the conversation.
+//!
+//! The parent treats every byte the child sends as hostile: a frame over the limit, bad JSON, an
+//! unknown file number or a text with control characters is a protocol error (the child is
+//! killed) or is cleaned before it reaches the terminal. Nothing the child says can name a path:
+//! files are numbers into the parent's own list, and where a staged file lies follows from its
+//! [`Staged`] kind and the parent's own name for it.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::transaction::PackageFile;
+
+/// Bumped whenever a message changes meaning.
+pub const VERSION: u32 = 1;
+/// The largest message the root process reads from the child: progress and offers are a few
+/// dozen bytes.
+pub const MAX_FRAME: usize = 4 << 20;
+/// The largest message the child reads from the root process, which it trusts: a job carries
+/// the repos' torrent indexes (Arch's largest is a few MiB; each may be up to 64 MiB).
+pub const MAX_JOB_FRAME: usize = 512 << 20;
+/// Text from the child is cut to this many characters.
+pub const MAX_TEXT: usize = 2048;
+
+/// Everything the child needs to know before its first request; it enters the sandbox with it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Start {
+    pub version: u32,
+    pub sandbox: super::sandbox::Plan,
+    /// The child's staging directory (`<cache>/download-pactor/fetch`), the only place it
+    /// writes.
+    pub fetch_dir: PathBuf,
+    pub connect_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub debug: bool,
+}
+
+/// A swarm session's settings (`swarm::SwarmConfig`, as the pipe carries them).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SwarmSettings {
+    pub listen: Option<std::net::SocketAddr>,
+    pub dht: bool,
+    pub lsd: bool,
+    pub trackers: Vec<String>,
+    pub upload_bps: Option<u32>,
+    pub download_bps: Option<u32>,
+}
+
+/// One repo's torrent index to fetch: the URLs to try in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexRequest {
+    pub urls: Vec<String>,
+}
+
+/// What became of an [`IndexRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IndexOutcome {
+    /// Staged as [`Staged::Index`] of the request's number.
+    Fetched,
+    /// A server answered 404: the repo publishes no index.
+    PublishesNothing,
+    /// Every URL failed.
+    Failed,
+}
+
+/// The prefetch: the files the commit needs and how to get them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrefetchJob {
+    pub files: Vec<PackageFile>,
+    pub cache_dirs: Vec<PathBuf>,
+    pub parallel: usize,
+    /// The repos' torrent indexes, re-encoded by the parent from what it parsed.
+    pub indexes: Vec<(String, Base64)>,
+    pub swarm: SwarmSettings,
+    pub peers: Vec<String>,
+    pub stall_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToChild {
+    Start(Start),
+    RefreshIndexes(Vec<IndexRequest>),
+    Prefetch(Box<PrefetchJob>),
+    /// The parent's word on a [`ToParent::Ready`] file: in the cache, or why not.
+    Verdict {
+        file: u32,
+        staged: Staged,
+        placed: Result<(), String>,
+    },
+    /// Stop seeding, clean up, exit.
+    Stop,
+}
+
+/// A staged file the child offers: where it lies follows from the kind and the file's name
+/// (never from anything the child says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Staged {
+    /// `<fetch>/<name>.part`, from a mirror.
+    Mirror,
+    /// `<fetch>/swarm/<name>`, from peers.
+    Swarm,
+    /// `<fetch>/<name>.sig.part`, the detached signature.
+    Signature,
+    /// `<fetch>/index-<n>.torrents`, the n-th requested torrent index.
+    Index,
+}
+
+impl Staged {
+    /// The staged file's path below the fetch directory, as (subdirectory, file name).
+    pub fn location(self, name: &str) -> (Option<&'static str>, String) {
+        match self {
+            Staged::Mirror => (None, format!("{name}.part")),
+            Staged::Swarm => (Some("swarm"), name.to_owned()),
+            Staged::Signature => (None, format!("{name}.sig.part")),
+            Staged::Index => (None, format!("index-{name}.torrents")),
+        }
+    }
+
+    /// A word for the kind, for file names.
+    pub fn label(self) -> &'static str {
+        match self {
+            Staged::Mirror => "mirror",
+            Staged::Swarm => "swarm",
+            Staged::Signature => "sig",
+            Staged::Index => "index",
+        }
+    }
+
+    pub fn path(self, fetch_dir: &Path, name: &str) -> PathBuf {
+        match self.location(name) {
+            (Some(sub), file) => fetch_dir.join(sub).join(file),
+            (None, file) => fetch_dir.join(file),
+        }
+    }
+}
+
+/// How a line the child wants shown is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Level {
+    /// `:: text` on stdout.
+    Section,
+    /// A plain line on stdout.
+    Line,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToParent {
+    Hello {
+        version: u32,
+    },
+    Say {
+        level: Level,
+        text: String,
+    },
+    /// The answer to [`ToChild::RefreshIndexes`], one outcome per request, in order.
+    Indexes(Vec<IndexOutcome>),
+    Progress(Progress),
+    /// The file is complete in staging and passed the child's own checks: the parent copies
+    /// and verifies it and answers with a [`ToChild::Verdict`].
+    Ready {
+        file: u32,
+        staged: Staged,
+    },
+    /// The prefetch ended; the child keeps seeding until [`ToChild::Stop`].
+    PrefetchDone(Result<Report, Failure>),
+    /// The answer to [`ToChild::Stop`].
+    Stopped {
+        uploaded: u64,
+    },
+}
+
+/// The download progress, for the parent to draw.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Progress {
+    Start {
+        files: u32,
+        bytes: u64,
+    },
+    FileStart {
+        file: u32,
+    },
+    /// A file's bytes per source (peers, mirror) and who is working on it; `swarm_prefix` is
+    /// how much of the swarm copy is final (its pieces verified, from the start).
+    Bar {
+        file: u32,
+        kept: [u64; 2],
+        active: [bool; 2],
+        swarm_prefix: u64,
+    },
+    FileDone {
+        file: u32,
+    },
+    Warn {
+        text: String,
+    },
+    Finish {
+        peers: u64,
+        mirrors: u64,
+    },
+}
+
+/// `prefetch::Report`, as the pipe carries it.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub files: usize,
+    pub bytes_from_peers: u64,
+    pub bytes_from_mirrors: u64,
+}
+
+/// Why a prefetch failed; the child has already said the details.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Failure {
+    /// Stopped by a signal (SIGINT, SIGTERM, SIGHUP, or the parent going away).
+    Interrupted,
+    /// Some files could not be retrieved, or the download process failed.
+    Error(String),
+}
+
+/// Bytes carried as base64 text (JSON would spend four characters on each byte).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base64(pub Vec<u8>);
+
+impl Serialize for Base64 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Base64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map(Base64)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a frame was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("the other side closed the pipe")]
+    Closed,
+    #[error("a message of {0} bytes, more than allowed")]
+    TooLarge(usize),
+    #[error("a malformed message: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let body = serde_json::to_vec(message).expect("messages always serialize");
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    serde_json::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+fn check_len(header: [u8; 4], max: usize) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+/// Writes one frame (blocking).
+pub fn write_frame<T: Serialize>(out: &mut impl Write, message: &T) -> std::io::Result<()> {
+    out.write_all(&encode(message))?;
+    out.flush()
+}
+
+/// Reads one frame of at most `max` bytes (blocking).
+pub fn read_frame<T: DeserializeOwned>(input: &mut impl Read, max: usize) -> Result<T, FrameError> {
+    let mut header = [0u8; 4];
+    match input.read_exact(&mut header) {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        other => other?,
+    }
+    let mut body = vec![0u8; check_len(header, max)?];
+    input.read_exact(&mut body)?;
+    decode(&body)
+}
+
+/// Text from the child made safe for a terminal: no control characters (no escape sequences),
+/// at most [`MAX_TEXT`] characters.
+pub fn clean(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .take(MAX_TEXT)
+        .collect();
+    while out.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let mut buf = Vec::new();
+        let message = ToParent::Ready {
+            file: 3,
+            staged: Staged::Swarm,
+        };
+        write_frame(&mut buf, &message).unwrap();
+        let back: ToParent = read_frame(&mut &buf[..], MAX_FRAME).unwrap();
+        assert!(matches!(
+            back,
+            ToParent::Ready {
+                file: 3,
+                staged: Staged::Swarm
+            }
+        ));
+    }
+
+    #[test]
+    fn oversized_truncated_and_garbage_frames_are_refused() {
+        let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        assert!(matches!(
+            read_frame::<ToParent>(&mut &huge[..], MAX_FRAME),
+            Err(FrameError::TooLarge(_))
+        ));
+        assert!(matches!(
+            read_frame::<ToParent>(&mut &[0u8, 0][..], MAX_FRAME),
+            Err(FrameError::Closed)
+        ));
+        let mut garbage = 5u32.to_be_bytes().to_vec();
+        garbage.extend_from_slice(b"{{{{{");
+        assert!(matches!(
+            read_frame::<ToParent>(&mut &garbage[..], MAX_FRAME),
+            Err(FrameError::Malformed(_))
+        ));
+        let mut short = 50u32.to_be_bytes().to_vec();
+        short.extend_from_slice(b"{}");
+        assert!(read_frame::<ToParent>(&mut &short[..], MAX_FRAME).is_err());
+    }
+
+    #[test]
+    fn a_job_with_large_indexes_fits_the_childs_limit() {
+        let job = ToChild::Prefetch(Box::new(PrefetchJob {
+            files: vec![],
+            cache_dirs: vec![],
+            parallel: 1,
+            indexes: vec![("extra".into(), Base64(vec![0xab; 8 << 20]))],
+            swarm: SwarmSettings::default(),
+            peers: vec![],
+            stall_ms: 1,
+        }));
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &job).unwrap();
+        assert!(buf.len() < (8 << 20) * 3 / 2, "base64, not JSON arrays");
+        let back: ToChild = read_frame(&mut &buf[..], MAX_JOB_FRAME).unwrap();
+        let ToChild::Prefetch(job) = back else {
+            panic!()
+        };
+        assert_eq!(job.indexes[0].1.0.len(), 8 << 20);
+        assert!(matches!(
+            read_frame::<ToChild>(&mut &buf[..], MAX_FRAME),
+            Err(FrameError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn text_is_cleaned_of_escape_sequences() {
+        assert_eq!(clean("a\x1b[2Jb\rc\n"), "a[2Jbc");
+        assert_eq!(clean(&"x".repeat(10_000)).len(), MAX_TEXT);
+    }
+
+    #[test]
+    fn staged_paths_stay_below_the_fetch_directory() {
+        let fetch = Path::new("/c/download-pactor/fetch");
+        assert_eq!(
+            Staged::Swarm.path(fetch, "a.pkg"),
+            Path::new("/c/download-pactor/fetch/swarm/a.pkg")
+        );
+        assert_eq!(
+            Staged::Mirror.path(fetch, "a.pkg"),
+            Path::new("/c/download-pactor/fetch/a.pkg.part")
+        );
+        assert_eq!(
+            Staged::Index.path(fetch, "2"),
+            Path::new("/c/download-pactor/fetch/index-2.torrents")
+        );
+    }
+}

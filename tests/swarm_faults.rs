@@ -1,0 +1,151 @@
+//! Swarm faults: peers that claim pieces and never send them, peers that send garbage (as
+//! pieces or instead of the protocol), trackers that are down or answer garbage. The download
+//! completes every time, from the swarm or the mirror, with the database's bytes. (Every peer
+//! disappearing mid-file: tests/tracker.rs.) All on 127.0.0.1; DHT, LSD, UPnP off.
+
+mod bed;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bed::*;
+use pactor::torrent::Info;
+
+struct Bed {
+    tmp: tempfile::TempDir,
+    repo: Repo,
+    mirror: Mirror,
+    info: Vec<u8>,
+    seeder_conf: std::path::PathBuf,
+}
+
+fn big() -> Pkg {
+    Pkg::new("big", "1.0-1").payload(2_000_000)
+}
+
+fn bed() -> Bed {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let mut repo = Repo::new(&dir, "core");
+    repo.add(&[big()]);
+    let mut publish = Command::new(pactor_bin());
+    publish.arg("publish").arg(&dir);
+    run(publish).assert_ok();
+    let mirror = Mirror::start(&dir);
+    let info = Info::from_file(&repo.path(&big())).unwrap().to_bytes();
+    let seeder_conf = tmp.path().join("seeder.conf");
+    write_pactor_conf(&seeder_conf, "");
+    Bed {
+        tmp,
+        repo,
+        mirror,
+        info,
+        seeder_conf,
+    }
+}
+
+impl Bed {
+    fn seeder(&self) -> SeedProcess {
+        let seeder = SeedProcess::dir(&self.tmp.path().join("repo"), &self.seeder_conf);
+        seeder.wait_seeding(1);
+        seeder
+    }
+
+    /// Runs `pactor -Sy big` with `conf` lines; checks it completes in time with the right
+    /// bytes, and returns how many package bytes the mirror sent.
+    fn install(&self, conf: &str, what: &str) -> u64 {
+        let env = TestEnv::builder()
+            .repo("core", &[self.mirror.url()])
+            .build();
+        env.write_pactor_conf(&format!("[options]\nStallTimeout = 2\n{conf}"));
+        self.mirror.clear_log();
+        let started = Instant::now();
+        let out = run(env.pactor(&["-Sy", "--noconfirm", "big"]));
+        out.assert_ok();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
+        let cached = env.cache_dir().join(big().filename());
+        assert_eq!(
+            std::fs::read(cached).unwrap(),
+            std::fs::read(self.repo.path(&big())).unwrap(),
+            "{what}"
+        );
+        assert_eq!(env.installed().len(), 1, "{what}");
+        self.mirror.package_bytes()
+    }
+}
+
+#[test]
+fn peers_that_withhold_or_send_garbage_cannot_stop_the_download() {
+    let b = bed();
+    let size = std::fs::metadata(b.repo.path(&big())).unwrap().len();
+    // Alone, each bad peer is found out and the mirror delivers.
+    for behaviour in [
+        Behaviour::Withholds,
+        Behaviour::SendsGarbage,
+        Behaviour::SpeaksGarbage,
+    ] {
+        let peer = BadPeer::start(b.info.clone(), behaviour);
+        let from_mirror = b.install(
+            &format!("Peer = 127.0.0.1:{}\n", peer.port),
+            &format!("{behaviour:?} alone"),
+        );
+        assert_eq!(
+            from_mirror, size,
+            "{behaviour:?} alone: the mirror sent it all"
+        );
+        assert!(peer.connections() > 0, "{behaviour:?}: the peer was used");
+        if behaviour != Behaviour::SpeaksGarbage {
+            assert!(peer.requests() > 0, "{behaviour:?}: pieces were asked for");
+        }
+    }
+    // Beside a good seeder, the download completes (from whom is the swarm's business).
+    let seeder = b.seeder();
+    for behaviour in [
+        Behaviour::Withholds,
+        Behaviour::SendsGarbage,
+        Behaviour::SpeaksGarbage,
+    ] {
+        let peer = BadPeer::start(b.info.clone(), behaviour);
+        b.install(
+            &format!(
+                "Peer = 127.0.0.1:{}\nPeer = 127.0.0.1:{}\n",
+                peer.port, seeder.port
+            ),
+            &format!("{behaviour:?} beside a seeder"),
+        );
+        assert!(peer.connections() > 0, "{behaviour:?}: the peer was used");
+    }
+}
+
+#[test]
+fn a_tracker_that_is_down_or_answers_garbage_costs_nothing_but_itself() {
+    let b = bed();
+    let seeder = b.seeder();
+    // A tracker answering garbage: a file of noise served as /announce.
+    let garbage = b.tmp.path().join("garbage");
+    std::fs::create_dir(&garbage).unwrap();
+    std::fs::write(garbage.join("announce"), b"d8:intervali<<garbage\xff\xfe").unwrap();
+    let garbage_tracker = Mirror::start(Path::new(&garbage));
+    for (what, tracker) in [
+        ("down", format!("http://127.0.0.1:{}/announce", free_port())),
+        ("garbage", format!("{}/announce", garbage_tracker.url())),
+    ] {
+        let from_mirror = b.install(
+            &format!("Tracker = {tracker}\nPeer = 127.0.0.1:{}\n", seeder.port),
+            what,
+        );
+        assert_eq!(from_mirror, 0, "tracker {what}: the seeder served it all");
+    }
+    assert!(
+        garbage_tracker
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/announce?")),
+        "the garbage tracker was asked"
+    );
+}
