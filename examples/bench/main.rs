@@ -33,6 +33,12 @@ pub struct Options {
     /// Workloads a tenth of the size, fleets up to 8: a smoke run of the harness
     #[arg(long)]
     pub quick: bool,
+    /// Fleet sizes [default: 1,4,8,16; 1,4,8 with --quick]
+    #[arg(long, value_delimiter = ',')]
+    pub fleet_sizes: Vec<usize>,
+    /// Skip the fleets of pacman (the HTTP baseline), for a quicker look at pactor's
+    #[arg(long)]
+    pub no_fleet_baseline: bool,
     /// Seed of every random choice (package sizes, payloads)
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,

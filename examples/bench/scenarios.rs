@@ -161,14 +161,21 @@ fn fleet(options: &Options) -> Vec<Run> {
     let workload = workload::prepare(Kind::Typical, &options.work, options.quick, options.seed);
     let mut services = Services::start(&workload, &scratch(options), Some(MIRROR_RATE));
     services.seeders(1, Some(SEEDBOX_RATE));
-    let sizes: &[usize] = if options.quick {
+    let sizes: &[usize] = if !options.fleet_sizes.is_empty() {
+        &options.fleet_sizes
+    } else if options.quick {
         &[1, 4, 8]
     } else {
         &[1, 4, 8, 16]
     };
+    let contenders: &[Contender] = if options.no_fleet_baseline {
+        &[Contender::PactorSwarm]
+    } else {
+        &[Contender::PactorSwarm, Contender::Pacman]
+    };
     let mut runs = Vec::new();
     for &k in sizes {
-        for contender in [Contender::PactorSwarm, Contender::Pacman] {
+        for &contender in contenders {
             eprintln!(":: fleet of {k}: {}", contender.label());
             runs.extend(fleet_run(options, &services, contender, k));
         }

@@ -212,7 +212,11 @@ pub struct TorrentStateLive {
     ratelimit_upload_tx: tokio::sync::mpsc::UnboundedSender<(
         tokio::sync::mpsc::UnboundedSender<WriterRequest>,
         ChunkInfo,
+        PeerHandle,
     )>,
+    // pactor: requests a peer cancelled while they waited for upload tokens, by (peer, piece,
+    // offset in the piece).
+    cancelled_uploads: Mutex<HashSet<(PeerHandle, u32, u32)>>,
     ratelimits: Limits,
 }
 
@@ -262,6 +266,7 @@ impl TorrentStateLive {
         let (ratelimit_upload_tx, ratelimit_upload_rx) = tokio::sync::mpsc::unbounded_channel::<(
             tokio::sync::mpsc::UnboundedSender<WriterRequest>,
             ChunkInfo,
+            PeerHandle,
         )>();
         let ratelimits = Limits::new(paused.shared.options.ratelimits);
 
@@ -302,6 +307,7 @@ impl TorrentStateLive {
                 .map(|_| RwLock::new(()))
                 .collect(),
             ratelimit_upload_tx,
+            cancelled_uploads: Default::default(),
             ratelimits,
         });
 
@@ -445,9 +451,18 @@ impl TorrentStateLive {
         mut rx: tokio::sync::mpsc::UnboundedReceiver<(
             tokio::sync::mpsc::UnboundedSender<WriterRequest>,
             ChunkInfo,
+            PeerHandle,
         )>,
     ) -> crate::Result<()> {
-        while let Some((tx, ci)) = rx.recv().await {
+        while let Some((tx, ci, peer)) = rx.recv().await {
+            // pactor: a request the peer cancelled (it got the piece elsewhere) costs no upload.
+            if self
+                .cancelled_uploads
+                .lock()
+                .remove(&(peer, ci.piece_index.get(), ci.offset))
+            {
+                continue;
+            }
             tokio::select! {
                 _ = tx.closed() => {
                     continue;
@@ -488,6 +503,7 @@ impl TorrentStateLive {
             tx,
             counters,
             first_message_received: AtomicBool::new(false),
+            connected_at: Instant::now(),
             cancel_token: self.cancellation_token.child_token(),
             client_name_and_version: self.shared.client_name_and_version().to_owned(),
         };
@@ -552,6 +568,7 @@ impl TorrentStateLive {
             tx,
             counters,
             first_message_received: AtomicBool::new(false),
+            connected_at: Instant::now(),
             cancel_token: state.cancellation_token.child_token(),
             client_name_and_version: state.shared.client_name_and_version().to_owned(),
         };
@@ -1057,6 +1074,9 @@ struct PeerHandler {
 
     first_message_received: AtomicBool,
 
+    // pactor: when the connection started, for the peer's download rate.
+    connected_at: Instant,
+
     cancel_token: CancellationToken,
 
     client_name_and_version: String,
@@ -1104,9 +1124,7 @@ impl PeerConnectionHandler for &'_ PeerHandler {
             Message::NotInterested => {
                 trace!("received \"not interested\", but we don't process it yet")
             }
-            Message::Cancel(_) => {
-                trace!("received \"cancel\", but we don't process it yet")
-            }
+            Message::Cancel(request) => self.on_cancel(request),
             Message::Extended(ExtendedMessage::UtMetadata(UtMetadata::Request(
                 metadata_piece_id,
             ))) => {
@@ -1548,8 +1566,20 @@ impl PeerHandler {
 
         self.state
             .ratelimit_upload_tx
-            .send((self.tx.clone(), chunk_info))?;
+            .send((self.tx.clone(), chunk_info, self.addr))?;
         Ok(())
+    }
+
+    // pactor: librqbit ignored Cancel, so a seeder sent every chunk a peer had asked for even
+    // after the peer got the piece from someone else (a steal). A request still waiting for
+    // upload tokens is now dropped; one already handed to the connection's writer is sent.
+    fn on_cancel(&self, request: Request) {
+        let mut cancelled = self.state.cancelled_uploads.lock();
+        // Cancels for requests already served are never consumed: bound what is kept.
+        if cancelled.len() >= 65_536 {
+            cancelled.clear();
+        }
+        cancelled.insert((self.addr, request.index, request.begin));
     }
 
     fn on_have(&self, have: u32) {
@@ -2121,8 +2151,31 @@ impl PeerHandler {
             return false;
         }
 
+        let request_window = self.seeder_window(request_window);
         self.requested_inflight_count()
             .is_some_and(|requested| requested < request_window)
+    }
+
+    // pactor: the request window for a peer that has the whole torrent while other peers are
+    // still fetching it. A deep queue at a seeder (a rate-capped seedbox, in a fleet that
+    // started together) holds pieces the other peers will have in a moment, and the seeder
+    // sends them anyway: 8 clients made a 20 MB/s seedbox upload 3.6 times the update. A queue
+    // of about a quarter second of this peer's rate (at least 8 chunks) keeps it busy and asks
+    // it only for what is rarest when the request is made.
+    fn seeder_window(&self, window: usize) -> usize {
+        let is_seeder = self
+            .state
+            .peers
+            .with_live(self.addr, |live| live.seeder)
+            .unwrap_or(false);
+        let stats = self.state.peers.stats();
+        if !is_seeder || stats.live <= stats.live_seeders {
+            return window;
+        }
+        let fetched = self.counters.fetched_bytes.load(Ordering::Relaxed) as f64;
+        let secs = self.connected_at.elapsed().as_secs_f64().max(0.05);
+        let quarter_second = (fetched / secs / 4.0 / CHUNK_SIZE as f64) as usize;
+        quarter_second.clamp(8, window.max(8))
     }
 
     fn lock_flow_control(
