@@ -1022,10 +1022,16 @@ impl Session {
                         }
                     }
                 },
-                Some(Ok((live, checked))) = futs.next(), if !futs.is_empty() => {
-                    let (addr, kind) = (checked.addr, checked.kind);
-                    if let Err(e) = live.add_incoming_peer(checked) {
-                        warn!(?addr, ?kind, "error handing over incoming connection: {e:#}");
+                // pactor: every result is taken here. With the pattern `Some(Ok(..))`, a failed
+                // check (a handshake for a torrent we do not have) disabled this branch for the
+                // rest of the select!, and the other pending checks were not polled again until
+                // the next connection arrived: a peer's handshake went unanswered, seconds on end.
+                Some(checked) = futs.next(), if !futs.is_empty() => {
+                    if let Ok((live, checked)) = checked {
+                        let (addr, kind) = (checked.addr, checked.kind);
+                        if let Err(e) = live.add_incoming_peer(checked) {
+                            warn!(?addr, ?kind, "error handing over incoming connection: {e:#}");
+                        }
                     }
                 },
                 else => continue,
