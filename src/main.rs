@@ -14,7 +14,6 @@ mod indexes;
 mod interrupt;
 mod passthrough;
 mod prefetch;
-mod prefix_sha256;
 mod progress;
 mod proven;
 mod publish;

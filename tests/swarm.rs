@@ -341,9 +341,10 @@ fn the_pacman_cache_seeds_only_files_the_databases_vouch_for() {
         "[options]\nPeer = 127.0.0.1:{port}\nStallTimeout = 5\n"
     ));
     s.mirror.clear_log();
-    run(s.env.pactor(&["-Sy", "--noconfirm", "foo", "baz"])).assert_ok();
-    assert_eq!(s.mirror.count(&pkgs()[0].filename()), 0);
-    assert_eq!(s.mirror.count(&pkgs()[1].filename()), 0);
+    let out = run(s.env.pactor(&["-Sy", "--noconfirm", "foo", "baz"]));
+    out.assert_ok();
+    assert_eq!(s.mirror.count(&pkgs()[0].filename()), 0, "{}", out.stderr);
+    assert_eq!(s.mirror.count(&pkgs()[1].filename()), 0, "{}", out.stderr);
     assert_eq!(
         s.mirror.count(&baz),
         1,
