@@ -35,6 +35,8 @@ pub struct Prefetch {
     pub server_errors: std::sync::Mutex<HashMap<String, u32>>,
     /// The mirrors' recent speed, against which a slow swarm is judged.
     pub mirror_rate: MirrorRate,
+    /// What the swarm delivers for all files together.
+    pub swarm_total: SwarmTotal,
     /// Takes verified files into the cache (the root process).
     pub handover: Arc<Handover>,
     pub swarm: SwarmPlan,
@@ -267,7 +269,12 @@ impl Prefetch {
         };
         let mut watch = SwarmWatch::new(handle.clone(), file.size, self.swarm.stall);
         let why = match watch
-            .follow(bar, self.http.interrupt(), Some(&self.mirror_rate))
+            .follow(
+                bar,
+                self.http.interrupt(),
+                &self.swarm_total,
+                Some(&self.mirror_rate),
+            )
             .await
         {
             Ok(()) => match self.verify_swarm_copy(file, bar).await {
@@ -324,7 +331,10 @@ impl Prefetch {
         progress: &DownloadProgress,
     ) -> Result<Source, String> {
         let from_swarm = async {
-            let result = match watch.follow(bar, self.http.interrupt(), None).await {
+            let result = match watch
+                .follow(bar, self.http.interrupt(), &self.swarm_total, None)
+                .await
+            {
                 Ok(()) => self.verify_swarm_copy(file, bar).await,
                 Err(SwarmEnd::Failed(why) | SwarmEnd::Help(why)) => Err(why),
             };
@@ -555,6 +565,48 @@ impl MirrorRate {
     }
 }
 
+/// Bytes received from the swarm for all files of the run, and the rate of late.
+#[derive(Default)]
+pub struct SwarmTotal {
+    bytes: std::sync::atomic::AtomicU64,
+    samples: std::sync::Mutex<std::collections::VecDeque<(Instant, u64)>>,
+}
+
+impl SwarmTotal {
+    /// Samples older than this are of no use to any rate asked for.
+    const KEEP: Duration = Duration::from_secs(60);
+
+    fn add(&self, bytes: u64) {
+        let total = self
+            .bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed)
+            + bytes;
+        let now = Instant::now();
+        let mut samples = self.samples.lock().expect("no poisoning");
+        samples.push_back((now, total));
+        while samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Self::KEEP)
+        {
+            samples.pop_front();
+        }
+    }
+
+    /// Bytes per second over the last `window`.
+    fn rate(&self, window: Duration) -> f64 {
+        let now = Instant::now();
+        let total = self.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let samples = self.samples.lock().expect("no poisoning");
+        // The total as it was when the window opened: the last sample before it.
+        let before = samples
+            .iter()
+            .take_while(|(t, _)| now.duration_since(*t) > window)
+            .last()
+            .map_or(0, |(_, bytes)| *bytes);
+        (total - before) as f64 / window.as_secs_f64()
+    }
+}
+
 /// Why the swarm stopped being followed.
 enum SwarmEnd {
     /// It stalled or runs far slower than the mirrors: they should join in.
@@ -607,6 +659,7 @@ impl SwarmWatch {
         &mut self,
         bar: &FileProgress,
         interrupt: &crate::interrupt::Interrupt,
+        total: &SwarmTotal,
         mirrors: Option<&MirrorRate>,
     ) -> Result<(), SwarmEnd> {
         // Completion wakes the loop at once (a 50 KB file takes a few milliseconds: waiting
@@ -643,6 +696,7 @@ impl SwarmWatch {
                 stats.state
             );
             if fetched > self.fetched {
+                total.add(fetched - self.fetched);
                 self.fetched = fetched;
                 self.last_data = now;
             }
@@ -669,7 +723,7 @@ impl SwarmWatch {
                 });
             }
             if let Some(mirrors) = mirrors
-                && let Some(rate) = self.slow_rate(mirrors)
+                && let Some(rate) = self.slow_rate(mirrors, total)
             {
                 return Err(SwarmEnd::Help(format!(
                     "only {}/s from the swarm",
@@ -688,7 +742,7 @@ impl SwarmWatch {
     }
 
     /// The current rate, if it is far below the mirrors' and the file is far from done.
-    fn slow_rate(&self, mirrors: &MirrorRate) -> Option<f64> {
+    fn slow_rate(&self, mirrors: &MirrorRate, total: &SwarmTotal) -> Option<f64> {
         if self.started.elapsed() < self.window_len() {
             return None;
         }
@@ -699,7 +753,11 @@ impl SwarmWatch {
         }
         let rate = (last.1 - first.1) as f64 / span;
         let left = self.size.saturating_sub(self.verified) as f64;
-        let slow = mirrors.far_faster_than(rate) && left > rate * self.stall.as_secs_f64();
+        // One file may crawl while the swarm as a whole is busy (many files at once, as in a
+        // fleet): the mirrors join in only if the swarm as a whole is far slower too.
+        let slow = mirrors.far_faster_than(rate)
+            && mirrors.far_faster_than(total.rate(self.window_len()))
+            && left > rate * self.stall.as_secs_f64();
         slow.then_some(rate)
     }
 }
@@ -776,6 +834,18 @@ mod tests {
         mirrors.record(10_000_000, Duration::from_secs(1));
         assert!(mirrors.far_faster_than(2_000_000.0));
         assert!(!mirrors.far_faster_than(3_000_000.0));
+    }
+
+    #[test]
+    fn the_swarm_total_rate_counts_what_arrived_within_the_window() {
+        let total = SwarmTotal::default();
+        assert_eq!(total.rate(Duration::from_secs(2)), 0.0);
+        total.add(1_000_000);
+        total.add(1_000_000);
+        assert_eq!(total.rate(Duration::from_secs(2)), 1_000_000.0);
+        std::thread::sleep(Duration::from_millis(60));
+        // Older than a 50 ms window: not counted.
+        assert_eq!(total.rate(Duration::from_millis(50)), 0.0);
     }
 
     #[test]

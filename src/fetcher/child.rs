@@ -271,6 +271,7 @@ async fn prefetch(
         http: http.clone(),
         server_errors: Default::default(),
         mirror_rate: Default::default(),
+        swarm_total: Default::default(),
         handover: handover.clone(),
         swarm: SwarmPlan {
             indexes,
