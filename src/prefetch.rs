@@ -256,15 +256,48 @@ impl Prefetch {
     ) -> Result<(), String> {
         let dir = staging.join("swarm");
         bar.set_active(Source::Peers, true);
+        // The torrent's metadata comes from the peers; a busy peer may take a while to answer,
+        // so asking goes on (within reason) after the stall timeout, with the mirrors racing.
+        let patience = (self.swarm.stall * 6).max(Duration::from_secs(30));
+        let leech = swarm.leech(
+            &file.filename,
+            file.size,
+            entry.info_hash,
+            &dir,
+            peers,
+            patience,
+        );
+        tokio::pin!(leech);
         let leeched = tokio::select! {
-            handle = swarm.leech(&file.filename, file.size, entry.info_hash, &dir, peers, self.swarm.stall) => handle.map_err(|e| format!("{e:#}")),
-            _ = self.http.interrupt().wait() => Err("interrupted".into()),
+            handle = &mut leech => Some(handle.map_err(|e| format!("{e:#}"))),
+            _ = tokio::time::sleep(self.swarm.stall) => None,
+            _ = self.http.interrupt().wait() => Some(Err("interrupted".into())),
         };
         let handle = match leeched {
-            Ok(handle) => handle,
-            Err(why) => {
+            Some(Ok(handle)) => handle,
+            Some(Err(why)) => {
                 bar.set_active(Source::Peers, false);
                 return self.swarm_gave_up(file, &why, staging, bar, progress).await;
+            }
+            None => {
+                progress.warn(&format!(
+                    "{} from peers: no metadata within {:?}; the mirrors join in",
+                    file.filename, self.swarm.stall
+                ));
+                let added = std::cell::RefCell::new(None);
+                let from_swarm = async {
+                    let handle = leech.await.map_err(|e| format!("{e:#}"))?;
+                    added.replace(Some(handle.clone()));
+                    let mut watch = SwarmWatch::new(handle, file.size, self.swarm.stall);
+                    self.swarm_to_the_end(&mut watch, file, bar).await
+                };
+                let raced = self.race(from_swarm, file, staging, bar, progress).await;
+                if raced != Ok(Source::Peers)
+                    && let Some(handle) = added.take()
+                {
+                    swarm.forget(&handle, true).await;
+                }
+                return raced.map(|_| ());
             }
         };
         let mut watch = SwarmWatch::new(handle.clone(), file.size, self.swarm.stall);
@@ -290,7 +323,8 @@ impl Prefetch {
                     "{} from peers: {why}; the mirrors join in",
                     file.filename
                 ));
-                let raced = self.race(&mut watch, file, staging, bar, progress).await;
+                let from_swarm = self.swarm_to_the_end(&mut watch, file, bar);
+                let raced = self.race(from_swarm, file, staging, bar, progress).await;
                 if raced != Ok(Source::Peers) {
                     swarm.forget(&handle, true).await;
                 }
@@ -320,27 +354,34 @@ impl Prefetch {
         self.fetch_from_mirrors(file, staging, bar, progress).await
     }
 
+    /// Follows a torrent, racing the mirrors, to a verified copy in the cache or a failure.
+    async fn swarm_to_the_end(
+        &self,
+        watch: &mut SwarmWatch,
+        file: &PackageFile,
+        bar: &FileProgress,
+    ) -> Result<(), String> {
+        let result = match watch
+            .follow(bar, self.http.interrupt(), &self.swarm_total, None)
+            .await
+        {
+            Ok(()) => self.verify_swarm_copy(file, bar).await,
+            Err(SwarmEnd::Failed(why) | SwarmEnd::Help(why)) => Err(why),
+        };
+        bar.set_active(Source::Peers, false);
+        result
+    }
+
     /// The swarm (still running) and the mirrors fetch the same file; the first verified copy
     /// is moved into the cache and the other transfer is dropped. Returns the winner.
     async fn race(
         &self,
-        watch: &mut SwarmWatch,
+        from_swarm: impl std::future::Future<Output = Result<(), String>>,
         file: &PackageFile,
         staging: &Path,
         bar: &FileProgress,
         progress: &DownloadProgress,
     ) -> Result<Source, String> {
-        let from_swarm = async {
-            let result = match watch
-                .follow(bar, self.http.interrupt(), &self.swarm_total, None)
-                .await
-            {
-                Ok(()) => self.verify_swarm_copy(file, bar).await,
-                Err(SwarmEnd::Failed(why) | SwarmEnd::Help(why)) => Err(why),
-            };
-            bar.set_active(Source::Peers, false);
-            result
-        };
         let from_mirrors = self.fetch_from_mirrors(file, staging, bar, progress);
         tokio::pin!(from_swarm, from_mirrors);
         let (mut swarm_error, mut mirror_error) = (None, None);
