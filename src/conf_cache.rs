@@ -108,7 +108,7 @@ fn load(path: &Path) -> Option<Record> {
     if !ours {
         return None;
     }
-    let record: Record = serde_bencode::from_bytes(&std::fs::read(path).ok()?).ok()?;
+    let record: Record = crate::bencode::decode(&std::fs::read(path).ok()?).ok()?;
     (record.version == VERSION).then_some(record)
 }
 

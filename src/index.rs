@@ -108,7 +108,7 @@ impl Index {
             return Err(IndexError::TooLarge);
         }
         let value: Value =
-            serde_bencode::from_bytes(bytes).map_err(|e| IndexError::Malformed(e.to_string()))?;
+            crate::bencode::decode(bytes).map_err(|e| IndexError::Malformed(e.to_string()))?;
         let Value::Dict(top) = value else {
             return Err(IndexError::Malformed(
                 "top level is not a dictionary".into(),
@@ -298,12 +298,51 @@ mod tests {
             entry("ok", "i99999999999999999e", 32, 20),
             entry("ok", "i5e", 31, 20),
             entry("ok", "i5e", 32, 21),
+            entry(&"a".repeat(256), "i5e", 32, 20),
+            entry("a\\b", "i5e", 32, 20),
+            entry("a\nb", "i5e", 32, 20),
+            entry("", "i5e", 32, 20),
             "i3e".to_string(),
         ] {
             let (index, warnings) = Index::parse(&with_entry(&bad)).unwrap();
             assert!(index.files.is_empty(), "{bad:?}");
             assert_eq!(warnings.len(), 1, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn names_up_to_the_limit_and_signatures_within_bounds_are_kept() {
+        let long = "a".repeat(255);
+        let (index, warnings) = Index::parse(&with_entry(&entry(&long, "i5e", 32, 20))).unwrap();
+        assert!(warnings.is_empty() && index.files.contains_key(&long));
+        let with_sig = |sig: &str| {
+            let e = entry("ok", "i5e", 32, 20);
+            format!("{}3:sig{}:{sig}e", &e[..e.len() - 1], sig.len())
+        };
+        let (index, _) = Index::parse(&with_entry(&with_sig("iHUEAB=="))).unwrap();
+        assert_eq!(index.files["ok"].sig.as_deref(), Some("iHUEAB=="));
+        for bad in ["a b".to_string(), "x".repeat(8193)] {
+            let (index, warnings) = Index::parse(&with_entry(&with_sig(&bad))).unwrap();
+            assert!(
+                index.files.is_empty() && warnings.len() == 1,
+                "{}",
+                bad.len()
+            );
+        }
+    }
+
+    #[test]
+    fn trackers_and_peers_are_bounded() {
+        let urls: String = (0..100)
+            .map(|i| {
+                let url = format!("http://127.0.0.1:{}/announce", 1000 + i);
+                format!("{}:{url}", url.len())
+            })
+            .collect();
+        let bytes = format!("d5:filesle8:trackersl{urls}3:a\nbe7:versioni1ee");
+        let (index, _) = Index::parse(bytes.as_bytes()).unwrap();
+        assert_eq!(index.trackers.len(), MAX_URLS);
+        assert!(index.trackers.iter().all(|t| t.starts_with("http://")));
     }
 
     #[test]
@@ -331,5 +370,24 @@ mod tests {
             Err(IndexError::Malformed(_))
         ));
         assert!(matches!(Index::parse(b"de"), Err(IndexError::Malformed(_))));
+        // A hostile mirror's index nested to the brim of the size limit: an error, not a
+        // stack overflow in the root process.
+        let mut deep = b"d5:filesl".to_vec();
+        deep.extend(std::iter::repeat_n(b'l', MAX_INDEX_BYTES - deep.len()));
+        assert!(matches!(Index::parse(&deep), Err(IndexError::Malformed(_))));
+    }
+
+    #[test]
+    fn size_and_count_bounds() {
+        assert_eq!(
+            Index::parse(&vec![b'e'; MAX_INDEX_BYTES + 1]),
+            Err(IndexError::TooLarge)
+        );
+        let entries = "de".repeat(MAX_ENTRIES + 1);
+        let many = format!("d5:filesl{entries}e7:versioni1ee");
+        assert_eq!(
+            Index::parse(many.as_bytes()),
+            Err(IndexError::TooManyEntries(MAX_ENTRIES + 1))
+        );
     }
 }

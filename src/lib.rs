@@ -3,6 +3,7 @@
 //! and pactor.conf. They are a library so that the fuzz targets in `fuzz/` and the integration
 //! tests exercise exactly the code the binary runs; `main.rs` uses them from here.
 
+pub mod bencode;
 pub mod config;
 pub mod index;
 pub mod torrent;

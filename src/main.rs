@@ -26,7 +26,7 @@ mod transaction;
 mod ui;
 
 // The parsers of untrusted input live in the library (src/lib.rs), where the fuzzers reach them.
-use pactor::{config, index, torrent};
+use pactor::{bencode, config, index, torrent};
 
 use std::process::ExitCode;
 

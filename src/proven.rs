@@ -165,7 +165,7 @@ impl Proven {
 }
 
 fn decode(bytes: &[u8]) -> Option<HashMap<PathBuf, (Identity, Proof)>> {
-    let stored: Stored = serde_bencode::from_bytes(bytes).ok()?;
+    let stored: Stored = crate::bencode::decode(bytes).ok()?;
     if stored.version != VERSION {
         return None;
     }

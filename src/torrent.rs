@@ -154,7 +154,7 @@ impl Info {
     /// a file named `name` of `size` bytes: the only torrent pactor fetches a package by. Anything
     /// else (another name, a path, another size, extra keys, several files) is refused.
     pub fn canonical_for(bytes: &[u8], name: &str, size: u64) -> Result<Info, String> {
-        let info: Info = serde_bencode::from_bytes(bytes)
+        let info: Info = crate::bencode::decode(bytes)
             .map_err(|_| "not a single-file torrent's info".to_string())?;
         if info.name != name {
             return Err(format!("it names {:?}, not {name:?}", info.name));
@@ -181,7 +181,7 @@ pub fn parse_torrent_file(bytes: &[u8]) -> Option<Info> {
     struct TorrentFile {
         info: Info,
     }
-    let torrent: TorrentFile = serde_bencode::from_bytes(bytes).ok()?;
+    let torrent: TorrentFile = crate::bencode::decode(bytes).ok()?;
     let info = torrent.info;
     // Re-encoding must give the same info: no unknown keys, canonical piece count.
     let canonical = info.piece_length == piece_length(info.length)

@@ -2,6 +2,8 @@
 //! pactor's `src/lib.rs`), for the fuzz targets.
 #![allow(dead_code)]
 
+#[path = "../../src/bencode.rs"]
+pub mod bencode;
 #[path = "../../src/config.rs"]
 pub mod config;
 #[path = "../../src/index.rs"]

@@ -729,7 +729,7 @@ fn canonical_info(handle: &Handle, hash: InfoHash) -> Result<Info, String> {
     let bytes = handle
         .with_metadata(|m| m.info_bytes.clone())
         .map_err(|e| e.to_string())?;
-    let info: Info = serde_bencode::from_bytes(&bytes)
+    let info: Info = crate::bencode::decode(&bytes)
         .map_err(|e| format!("the peers' torrent is not a canonical one: {e}"))?;
     if info.to_bytes() != bytes[..] || info.info_hash() != hash {
         return Err("the peers' torrent is not the canonical one".into());
