@@ -58,7 +58,14 @@ impl PacmanConfig {
             conf.log_file = path(logfile);
         }
         if !args.arch.is_empty() {
-            conf.architecture = args.arch.clone();
+            // pacman adds --arch to pacman.conf's Architecture, in front (conf.c).
+            let mut archs = args.arch.clone();
+            archs.extend(
+                conf.architecture
+                    .drain(..)
+                    .filter(|a| !args.arch.contains(a)),
+            );
+            conf.architecture = archs;
         }
         conf.ignore_pkg.extend(args.ignore.iter().cloned());
         conf.ignore_group.extend(args.ignoregroup.iter().cloned());

@@ -242,15 +242,29 @@ fn prepare(alpm: &mut Alpm) -> Result<()> {
         return Ok(());
     };
     ui::error(&format!("failed to prepare transaction ({})", err.error()));
-    match err.data() {
-        Some(PrepareData::PkgInvalidArch(pkgs)) => {
-            for pkg in pkgs {
+    if err.error() == alpm::Error::PkgInvalidArch {
+        // alpm 5.0.2 hands this list out as packages, but libalpm fills it with strings
+        // (`name-version-arch`): read as packages, they crash the process, lock held. The
+        // same list again, from the transaction, by libalpm's rule (check_arch in trans.c).
+        drop(err);
+        let archs: Vec<&str> = alpm.architectures().iter().collect();
+        for pkg in alpm.trans_add() {
+            if let Some(arch) = pkg.arch()
+                && arch != "any"
+                && !archs.contains(&arch)
+            {
                 ui::section(&format!(
-                    "package {} does not have a valid architecture",
-                    pkg.name()
+                    "package {}-{}-{arch} does not have a valid architecture",
+                    pkg.name(),
+                    pkg.version()
                 ));
             }
         }
+        bail!(crate::ExitQuietly(1));
+    }
+    match err.data() {
+        // Handled above; never read.
+        Some(PrepareData::PkgInvalidArch(_)) => {}
         Some(PrepareData::UnsatisfiedDeps(missing)) => {
             for miss in missing {
                 let target = miss.target();
