@@ -109,6 +109,14 @@ impl Prefetch {
             if missing.iter().any(|f| self.swarm_entry(f).is_some()) {
                 swarm = self.start_swarm(&staging).await;
             }
+            if swarm.is_some() {
+                // What a mirror gives is seeded too: its torrent is the swarm's.
+                self.handover.seed_mirror_copies_of(
+                    missing
+                        .iter()
+                        .filter_map(|f| Some((f.filename.clone(), self.swarm_entry(f)?.info_hash))),
+                );
+            }
             let peers = self.peer_addrs(&missing).await;
             let total: u64 = missing.iter().map(|f| f.size).sum();
             let progress = Arc::new(DownloadProgress::new(missing.len(), total));

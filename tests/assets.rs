@@ -28,32 +28,6 @@ fn have(tool: &str) -> bool {
     found
 }
 
-/// Copies a host executable into `root` at the same path, with the libraries ldd names.
-fn copy_executable(root: &Path, path: &str) {
-    let mut files = vec![PathBuf::from(path)];
-    let ldd = run({
-        let mut cmd = Command::new("ldd");
-        cmd.arg(path);
-        cmd
-    });
-    for line in ldd.stdout.lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux….so.2 (0x…)"
-        let candidate = line.split("=>").last().unwrap().trim();
-        if let Some(lib) = candidate
-            .split_whitespace()
-            .next()
-            .filter(|l| l.starts_with('/'))
-        {
-            files.push(lib.into());
-        }
-    }
-    for file in files {
-        let dest = root.join(file.strip_prefix("/").unwrap());
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(std::fs::canonicalize(&file).unwrap(), &dest).unwrap();
-    }
-}
-
 /// The command of every `Exec*=` line of a unit file.
 fn exec_commands(unit: &str) -> Vec<String> {
     unit.lines()
@@ -214,20 +188,6 @@ fn sysusers_and_tmpfiles_create_the_seeder_user_and_state_dir() {
     assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
 }
 
-/// libalpm's system hook directory inside `env`'s root (`<root>/usr/share/libalpm/hooks/` on
-/// Arch), where the package installs pactor-seed.hook: the first of pacman's `Hook Dirs`.
-fn system_hook_dir(env: &TestEnv) -> PathBuf {
-    let out = run(env.pacman(&["-Q", "-v"]));
-    let line = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Hook Dirs : "))
-        .expect("pacman -v prints its hook dirs");
-    let dir = PathBuf::from(line.split_whitespace().next().unwrap());
-    assert!(dir.starts_with(env.root()), "{dir:?}");
-    dir
-}
-
 #[test]
 fn the_pacman_hook_reloads_a_running_seeder_after_each_transaction() {
     let tmp = tempfile::tempdir().unwrap();
@@ -239,7 +199,7 @@ fn the_pacman_hook_reloads_a_running_seeder_after_each_transaction() {
 
     // The hook where the package puts it; in the root, what it runs: a shell, and a systemctl
     // that records its arguments and says the seeder is active. pacman runs hooks chrooted.
-    let hooks = system_hook_dir(&env);
+    let hooks = env.system_hook_dir();
     std::fs::create_dir_all(&hooks).unwrap();
     std::fs::copy(asset("pactor-seed.hook"), hooks.join("pactor-seed.hook")).unwrap();
     copy_executable(&root, "/bin/sh");

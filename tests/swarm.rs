@@ -98,6 +98,150 @@ fn packages_come_from_peers_and_the_mirror_serves_almost_nothing() {
     );
 }
 
+/// A hook in `env`'s root that holds every commit after its packages are installed, until
+/// released: what pactor does meanwhile can be watched. pacman runs hooks chrooted, so the
+/// hook's shell is copied in; it waits on a FIFO (a shell builtin, no other binary needed).
+struct HeldCommit {
+    held: std::path::PathBuf,
+    fifo: std::path::PathBuf,
+}
+
+impl HeldCommit {
+    fn install(env: &TestEnv) -> HeldCommit {
+        let root = env.root();
+        copy_executable(&root, "/bin/sh");
+        let tmp = root.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let fifo = tmp.join("go");
+        let mut mkfifo = Command::new("mkfifo");
+        mkfifo.arg(&fifo);
+        run(mkfifo).assert_ok();
+        let hooks = env.system_hook_dir();
+        std::fs::create_dir_all(&hooks).unwrap();
+        std::fs::write(
+            hooks.join("zz-hold.hook"),
+            "[Trigger]\nOperation = Install\nOperation = Upgrade\nType = Package\nTarget = *\n\n\
+             [Action]\nDescription = Holding the commit for the test...\nWhen = PostTransaction\n\
+             Exec = /bin/sh -c ': > /tmp/held; read go < /tmp/go'\n",
+        )
+        .unwrap();
+        HeldCommit {
+            held: tmp.join("held"),
+            fifo,
+        }
+    }
+
+    /// Waits (60 s at most) until a commit is held.
+    fn wait_held(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.held.exists() {
+            assert!(Instant::now() < deadline, "no commit was held");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Lets the held commit go on (trying for a few seconds if the hook has not opened its
+    /// FIFO yet).
+    fn release(&self) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let opened = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&self.fifo);
+            if let Ok(mut fifo) = opened {
+                let _ = fifo.write_all(b"go\n");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for HeldCommit {
+    fn drop(&mut self) {
+        if self.held.exists() {
+            self.release();
+        }
+    }
+}
+
+#[test]
+fn what_a_run_fetched_is_seeded_while_it_commits_whether_from_peers_or_mirrors() {
+    let s = swarm_bed();
+    // A seeder of bar alone: the first machine takes bar from it and foo from the mirror.
+    let only_bar = s.tmp.path().join("only-bar");
+    std::fs::create_dir(&only_bar).unwrap();
+    let bar = pkgs()[1].clone();
+    std::fs::copy(s.repo.path(&bar), only_bar.join(bar.filename())).unwrap();
+    std::fs::copy(
+        s.tmp.path().join("repo/core.torrents"),
+        only_bar.join("core.torrents"),
+    )
+    .unwrap();
+    let seeder = SeedProcess::dir(&only_bar, &s.tmp.path().join("seeder.conf"));
+    seeder.wait_seeding(1);
+    let port = free_port();
+    s.env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{}\nListenPort = {port}\nStallTimeout = 1\n",
+        seeder.port
+    ));
+    let held = HeldCommit::install(&s.env);
+    let first = s
+        .env
+        .pactor(&["-Sy", "--noconfirm", "foo"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    held.wait_held();
+    let foo_size = package_size(&s.repo, &pkgs()[0]);
+    assert_eq!(
+        s.mirror.package_bytes(),
+        foo_size,
+        "the first machine took foo, and only foo, from the mirror"
+    );
+    drop(seeder);
+
+    // While the first machine commits, a second one fetches both files from it alone.
+    s.mirror.clear_log();
+    let second = TestEnv::builder().repo("core", &[s.mirror.url()]).build();
+    second.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{port}\nStallTimeout = 10\n"
+    ));
+    let out = run(second.pactor(&["-Syw", "--noconfirm", "foo"]));
+    held.release();
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    out.assert_ok();
+    assert_eq!(
+        s.mirror.package_bytes(),
+        0,
+        "the committing machine served foo (a mirror's copy) and bar (the swarm's)\n{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(" 0 B from mirrors"), "{}", out.stdout);
+    let mut cached = second.cache_files();
+    cached.retain(|f| f.ends_with(".pkg.tar.zst"));
+    assert_eq!(cached, [bar.filename(), pkgs()[0].filename()]);
+    let names: Vec<_> = s.env.installed().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["bar", "foo"]);
+    // Nothing of the seeding is left in the staging directory once the commit is done.
+    let fetch = s.env.cache_dir().join("download-pactor/fetch");
+    for sub in ["seed", "swarm"] {
+        let left: Vec<_> = std::fs::read_dir(fetch.join(sub))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{sub}: {left:?}");
+    }
+}
+
 #[test]
 fn a_dead_swarm_falls_back_to_the_mirror_within_the_stall_timeout() {
     let s = swarm_bed();

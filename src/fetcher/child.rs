@@ -8,7 +8,8 @@
 //! the child's own checks (which decide when to try the next mirror). Where a file used to be
 //! renamed into the cache, it is now handed over ([`Handover`]): the root process copies and
 //! verifies it and says whether it is in the cache. Files taken from the swarm stay in the
-//! child's staging directory and are seeded from there until the root process says stop.
+//! child's staging directory and are seeded from there until the root process says stop; so
+//! do files a mirror gave that the swarm knows (their torrent is canonical: the same swarm).
 
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -28,6 +29,7 @@ use crate::index::Index;
 use crate::interrupt::Interrupt;
 use crate::prefetch::{Prefetch, SwarmPlan};
 use crate::swarm::{Swarm, SwarmConfig};
+use crate::torrent::{Info, InfoHash};
 use crate::transaction::PackageFile;
 
 /// Messages to the root process, written in order by one thread. `None` ends the stream:
@@ -189,7 +191,7 @@ async fn serve(start: Start, outbox: Outbox, bars: Arc<RemoteBars>) -> ExitCode 
         Duration::from_millis(start.idle_timeout_ms),
         interrupt.clone(),
     );
-    let mut kept: Option<(Swarm, Arc<Handover>)> = None;
+    let mut kept: Option<(Arc<Swarm>, Arc<Handover>)> = None;
     while let Some(request) = requests.recv().await {
         match request {
             ToChild::RefreshIndexes(list) => {
@@ -207,6 +209,12 @@ async fn serve(start: Start, outbox: Outbox, bars: Arc<RemoteBars>) -> ExitCode 
                 let (result, swarm) = prefetch(*job, &http, &start.fetch_dir, &handover).await;
                 outbox.send(ToParent::PrefetchDone(result));
                 if let Some(swarm) = swarm {
+                    // The commit starts now; the mirrors' copies join the swarm meanwhile.
+                    let swarm = Arc::new(swarm);
+                    tokio::spawn({
+                        let (swarm, handover) = (swarm.clone(), handover.clone());
+                        async move { handover.seed_mirror_copies(&swarm).await }
+                    });
                     kept = Some((swarm, handover));
                 }
             }
@@ -316,6 +324,11 @@ pub struct Handover {
     fetch_dir: PathBuf,
     /// Swarm copies placed in the cache: seeded from here, removed at the end.
     seeded: Mutex<Vec<PathBuf>>,
+    /// Files the swarm knows, by the infohash their index entry gives: a mirror's copy of one
+    /// is kept in [`Handover::KEPT_DIR`] to be seeded too.
+    seedable: Mutex<HashMap<String, InfoHash>>,
+    /// Mirror copies kept, not yet seeded.
+    kept: Mutex<Vec<(PathBuf, InfoHash)>>,
 }
 
 impl Handover {
@@ -330,6 +343,54 @@ impl Handover {
             verdicts,
             fetch_dir,
             seeded: Mutex::default(),
+            seedable: Mutex::default(),
+            kept: Mutex::default(),
+        }
+    }
+
+    /// Where mirrors' copies wait to be seeded: not `swarm/`, where a torrent that lost the
+    /// race deletes its own file of the same name.
+    pub const KEPT_DIR: &str = "seed";
+
+    /// Keeps the mirrors' copies of these files (name and infohash) to seed them. Clears what a
+    /// killed run left in [`Handover::KEPT_DIR`].
+    pub fn seed_mirror_copies_of(&self, files: impl IntoIterator<Item = (String, InfoHash)>) {
+        let dir = self.fetch_dir.join(Self::KEPT_DIR);
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Err(e) = std::fs::create_dir(&dir) {
+            tracing::debug!("{}: {e}; mirrors' copies are not seeded", dir.display());
+            return;
+        }
+        self.seedable.lock().expect("no poisoning").extend(files);
+    }
+
+    /// Seeds the mirrors' copies kept so far: each is hashed into its canonical torrent, which
+    /// must have the infohash the index gave (else the index and the file disagree and the
+    /// copy is not seeded).
+    async fn seed_mirror_copies(&self, swarm: &Swarm) {
+        let kept = std::mem::take(&mut *self.kept.lock().expect("no poisoning"));
+        for (path, info_hash) in kept {
+            let hashed = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || Info::from_file(&path)
+            })
+            .await;
+            let info = match hashed {
+                Ok(Ok(info)) if info.info_hash() == info_hash => info,
+                Ok(Ok(_)) => {
+                    tracing::info!("{}: not the index's torrent; not seeded", path.display());
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    tracing::info!("{}: {e}; not seeded", path.display());
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let dir = self.fetch_dir.join(Self::KEPT_DIR);
+            if let Err(e) = swarm.seed(&info, &dir).await {
+                tracing::info!("{}: {e:#}; not seeded", path.display());
+            }
         }
     }
 
@@ -354,12 +415,36 @@ impl Handover {
             Staged::Swarm if verdict.is_ok() => {
                 self.seeded.lock().expect("no poisoning").push(path)
             }
+            Staged::Mirror if verdict.is_ok() => self.keep_mirror_copy(&file.filename, path),
             Staged::Swarm | Staged::Index => {}
             Staged::Mirror | Staged::Signature => {
                 let _ = std::fs::remove_file(path);
             }
         }
         verdict
+    }
+
+    /// A mirror's copy, now in the cache: kept to be seeded if the swarm knows the file,
+    /// removed otherwise.
+    fn keep_mirror_copy(&self, name: &str, path: PathBuf) {
+        let info_hash = self
+            .seedable
+            .lock()
+            .expect("no poisoning")
+            .get(name)
+            .copied();
+        if let Some(info_hash) = info_hash {
+            let kept = self.fetch_dir.join(Self::KEPT_DIR).join(name);
+            if std::fs::rename(&path, &kept).is_ok() {
+                self.seeded.lock().expect("no poisoning").push(kept.clone());
+                self.kept
+                    .lock()
+                    .expect("no poisoning")
+                    .push((kept, info_hash));
+                return;
+            }
+        }
+        let _ = std::fs::remove_file(path);
     }
 
     /// The staged swarm copies of files now in the cache, removed once seeding stops.

@@ -83,6 +83,20 @@ impl TestEnv {
         list
     }
 
+    /// libalpm's system hook directory inside the root (`<root>/usr/share/libalpm/hooks/` on
+    /// Arch), where packages install hooks: the first of pacman's `Hook Dirs`.
+    pub fn system_hook_dir(&self) -> PathBuf {
+        let out = run(self.pacman(&["-Q", "-v"]));
+        let line = out
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Hook Dirs : "))
+            .expect("pacman -v prints its hook dirs");
+        let dir = PathBuf::from(line.split_whitespace().next().unwrap());
+        assert!(dir.starts_with(self.root()), "{dir:?}");
+        dir
+    }
+
     /// Regular files directly in the cache directory, sorted.
     pub fn cache_files(&self) -> Vec<String> {
         let mut files: Vec<String> = std::fs::read_dir(self.cache_dir())
@@ -308,4 +322,31 @@ pub fn proc_status(pid: u32, field: &str) -> Option<String> {
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .map(|v| v.trim().to_owned())
+}
+
+/// Copies a host executable into `root` at the same path, with the libraries ldd names: what
+/// pacman runs chrooted (hooks, scriptlets) must be inside the root.
+pub fn copy_executable(root: &Path, path: &str) {
+    let mut files = vec![PathBuf::from(path)];
+    let ldd = run({
+        let mut cmd = Command::new("ldd");
+        cmd.arg(path);
+        cmd
+    });
+    for line in ldd.stdout.lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux….so.2 (0x…)"
+        let candidate = line.split("=>").last().unwrap().trim();
+        if let Some(lib) = candidate
+            .split_whitespace()
+            .next()
+            .filter(|l| l.starts_with('/'))
+        {
+            files.push(lib.into());
+        }
+    }
+    for file in files {
+        let dest = root.join(file.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(std::fs::canonicalize(&file).unwrap(), &dest).unwrap();
+    }
 }

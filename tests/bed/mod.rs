@@ -11,8 +11,8 @@ pub mod repo;
 pub mod seeder;
 
 pub use env::{
-    Output, TestEnv, download_processes, ensure_user, pactor_bin, proc_status, run, run_with_stdin,
-    uid_of, write_pactor_conf,
+    Output, TestEnv, copy_executable, download_processes, ensure_user, pactor_bin, proc_status,
+    run, run_with_stdin, uid_of, write_pactor_conf,
 };
 pub use mirror::{Fault, Mirror, Request};
 pub use peer::{BadPeer, Behaviour};
