@@ -738,8 +738,13 @@ impl Session {
                     b
                 };
 
+                // pactor: no idle connections kept. Trackers (opentracker among them) close a
+                // connection after answering without saying so; a pooled connection the tracker
+                // has closed makes the next announce fail with a reset, and librqbit retries it
+                // only 10 s later. Announces are minutes apart: a new connection costs nothing.
                 builder
                     .user_agent(&client_name_and_version)
+                    .pool_max_idle_per_host(0)
                     .build()
                     .context("error building HTTP(S) client")?
             };
