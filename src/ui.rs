@@ -71,6 +71,7 @@ pub fn init_tracing(debug: bool) {
                 .unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .event_format(PacmanFormat)
         .try_init();
 }
@@ -98,6 +99,20 @@ where
         write!(writer, "{level} ")?;
         if !meta.target().starts_with("pactor") {
             write!(writer, "{}: ", meta.target())?;
+            // The engine's events make sense only with their spans: which torrent, which peer.
+            if let Some(scope) = ctx.event_scope() {
+                for span in scope.from_root() {
+                    write!(writer, "{}", span.name())?;
+                    let extensions = span.extensions();
+                    if let Some(fields) =
+                        extensions.get::<tracing_subscriber::fmt::FormattedFields<N>>()
+                        && !fields.is_empty()
+                    {
+                        write!(writer, "{{{fields}}}")?;
+                    }
+                    write!(writer, ": ")?;
+                }
+            }
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
