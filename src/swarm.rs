@@ -45,39 +45,7 @@ pub struct Swarm {
 impl Swarm {
     pub async fn start(config: &SwarmConfig, default_dir: &Path) -> Result<Swarm> {
         let _ = librqbit::try_increase_nofile_limit();
-        let trackers = config
-            .trackers
-            .iter()
-            .filter_map(|t| t.parse().ok())
-            .collect();
-        let options = SessionOptions {
-            dht: if config.dht {
-                Some(Default::default())
-            } else {
-                None
-            },
-            disable_local_service_discovery: !config.lsd,
-            listen: config.listen.map(|addr| ListenerOptions {
-                mode: ListenerMode::TcpOnly,
-                listen_addr: addr,
-                enable_upnp_port_forwarding: false,
-                announce_port: Some(addr.port()),
-                ipv4_only: addr.is_ipv4(),
-                ..Default::default()
-            }),
-            fastresume: false,
-            persistence: None,
-            ratelimits: LimitsConfig {
-                upload_bps: config.upload_bps.and_then(NonZeroU32::new),
-                download_bps: config.download_bps.and_then(NonZeroU32::new),
-            },
-            trackers,
-            peer_limit: config.peer_limit,
-            // Package files are read and written in 16 KiB chunks, almost always through the
-            // page cache: inline I/O is several times faster than a thread hop per chunk.
-            inline_chunk_io: true,
-            ..Default::default()
-        };
+        let options = session_options(config);
         let session = Session::new_with_opts(default_dir.to_owned(), options)
             .await
             .context("could not start the BitTorrent session")?;
@@ -190,6 +158,44 @@ impl Swarm {
     }
 }
 
+/// librqbit's session options for `config`. librqbit turns DHT (with public bootstrap nodes) and
+/// LSD (multicast) on by default; here each is on only when configured, UPnP never.
+fn session_options(config: &SwarmConfig) -> SessionOptions {
+    let trackers = config
+        .trackers
+        .iter()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    SessionOptions {
+        dht: if config.dht {
+            Some(Default::default())
+        } else {
+            None
+        },
+        disable_local_service_discovery: !config.lsd,
+        listen: config.listen.map(|addr| ListenerOptions {
+            mode: ListenerMode::TcpOnly,
+            listen_addr: addr,
+            enable_upnp_port_forwarding: false,
+            announce_port: Some(addr.port()),
+            ipv4_only: addr.is_ipv4(),
+            ..Default::default()
+        }),
+        fastresume: false,
+        persistence: None,
+        ratelimits: LimitsConfig {
+            upload_bps: config.upload_bps.and_then(NonZeroU32::new),
+            download_bps: config.download_bps.and_then(NonZeroU32::new),
+        },
+        trackers,
+        peer_limit: config.peer_limit,
+        // Package files are read and written in 16 KiB chunks, almost always through the
+        // page cache: inline I/O is several times faster than a thread hop per chunk.
+        inline_chunk_io: true,
+        ..Default::default()
+    }
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -282,5 +288,38 @@ impl TorrentStorage for ReadOnlyStorage {
         Ok(Box::new(ReadOnlyStorage {
             files: self.files.clone(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_reaches_nothing_but_what_is_configured() {
+        // What every test, benchmark and default install gets: no DHT (public bootstrap
+        // nodes), no LSD (multicast), no UPnP, the real listening port announced.
+        let options = session_options(&SwarmConfig {
+            listen: Some("127.0.0.1:6881".parse().unwrap()),
+            ..Default::default()
+        });
+        assert!(options.dht.is_none());
+        assert!(options.disable_local_service_discovery);
+        assert!(options.persistence.is_none());
+        assert!(options.blocklist_url.is_none() && options.allowlist_url.is_none());
+        let listen = options.listen.expect("a listener");
+        assert!(!listen.enable_upnp_port_forwarding);
+        assert_eq!(listen.announce_port, Some(6881));
+        assert!(matches!(listen.mode, ListenerMode::TcpOnly));
+        // A pure leecher listens nowhere.
+        assert!(session_options(&SwarmConfig::default()).listen.is_none());
+        // Only pactor.conf turns DHT and LSD on.
+        let options = session_options(&SwarmConfig {
+            dht: true,
+            lsd: true,
+            ..Default::default()
+        });
+        assert!(options.dht.is_some());
+        assert!(!options.disable_local_service_discovery);
     }
 }
