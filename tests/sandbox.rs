@@ -112,7 +112,10 @@ fn downloads_run_as_the_download_user_inside_the_sandbox() {
     );
     assert_eq!(proc_status(pid, "Groups").unwrap(), "");
     assert_eq!(proc_status(pid, "NoNewPrivs").unwrap(), "1");
+    // libalpm's syscall filter (seccomp, mode 2), as pacman's own downloader has it.
+    assert_eq!(proc_status(pid, "Seccomp").unwrap(), "2");
     assert_eq!(proc_status(child.id(), "Uid").unwrap(), "0\t0\t0\t0");
+    assert_eq!(proc_status(child.id(), "Seccomp").unwrap(), "0");
     // Its session is its own: the terminal's signals and the terminal itself are the root
     // process's.
     let sid = |pid: u32| {
@@ -177,6 +180,7 @@ fn pacmans_switches_turn_the_sandbox_off() {
     wait_for_part(&b);
     let alpm = uid_of("alpm").to_string();
     assert!(proc_status(pid, "Uid").unwrap().starts_with(&alpm));
+    assert_eq!(proc_status(pid, "Seccomp").unwrap(), "2");
     let out = finish(child);
     out.assert_ok();
     assert!(
@@ -184,6 +188,64 @@ fn pacmans_switches_turn_the_sandbox_off() {
         "{}",
         out.stderr
     );
+
+    // The same halves as pacman.conf settings, and the syscall half on the command line:
+    // still the download user, with only the other half of the sandbox.
+    for (args, extra, landlock, seccomp) in [
+        (
+            &["-S", "--noconfirm", "--debug", "foo"][..],
+            "DisableSandboxFilesystem\n",
+            false,
+            "2",
+        ),
+        (
+            &["-S", "--noconfirm", "--debug", "foo"][..],
+            "DisableSandboxSyscalls\n",
+            true,
+            "0",
+        ),
+        (
+            &[
+                "-S",
+                "--noconfirm",
+                "--debug",
+                "--disable-sandbox-syscalls",
+                "foo",
+            ][..],
+            "",
+            true,
+            "0",
+        ),
+    ] {
+        let b = bed(Some("alpm"));
+        let conf = std::fs::read_to_string(b.env.conf()).unwrap();
+        std::fs::write(
+            b.env.conf(),
+            conf.replacen("[options]\n", &format!("[options]\n{extra}"), 1),
+        )
+        .unwrap();
+        run(b.env.pactor(&["-Sy"])).assert_ok();
+        let child = start_slow(&b, args);
+        let pid = download_process(&b);
+        wait_for_part(&b);
+        assert!(
+            proc_status(pid, "Uid").unwrap().starts_with(&alpm),
+            "{extra}{args:?}"
+        );
+        assert_eq!(
+            proc_status(pid, "Seccomp").unwrap(),
+            seccomp,
+            "{extra}{args:?}"
+        );
+        let out = finish(child);
+        out.assert_ok();
+        assert_eq!(
+            out.stderr.contains("filesystem access has been restricted"),
+            landlock,
+            "{extra}{args:?}: {}",
+            out.stderr
+        );
+    }
 
     // --disable-sandbox, or DisableSandbox in pacman.conf: both parts off is no sandbox at
     // all, as in pacman: the download process stays root.
