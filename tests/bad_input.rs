@@ -91,12 +91,20 @@ impl Bed {
 /// The client's files outside its cache's own package names: nothing may have been written
 /// anywhere but the staging directory and the cache.
 fn stray_files(env: &TestEnv) -> Vec<String> {
+    // Everywhere below the test's temp dir: the root, the cache and the staging directories.
     let mut out = Vec::new();
-    for top in [env.dir.path().to_owned(), env.cache_dir()] {
-        for entry in std::fs::read_dir(&top).unwrap().flatten() {
+    let mut todo = vec![env.dir.path().to_owned()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == "x" || name.starts_with("other") || name.contains("pactor-test") {
+            let stray = ["x", "b"].contains(&name.as_str())
+                || name.starts_with("other")
+                || name.contains("pactor-test");
+            if stray {
                 out.push(entry.path().display().to_string());
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(entry.path());
             }
         }
     }
@@ -188,6 +196,13 @@ fn a_peer_offering_a_torrent_that_is_not_the_files_canonical_one_is_refused() {
             },
         ),
         (
+            "a subdirectory",
+            Info {
+                name: "a/b".into(),
+                ..real.clone()
+            },
+        ),
+        (
             "a NUL",
             Info {
                 name: "foo\0x".into(),
@@ -238,6 +253,54 @@ fn a_peer_offering_a_torrent_that_is_not_the_files_canonical_one_is_refused() {
             );
         }
     }
+}
+
+#[test]
+fn swarm_bytes_that_fail_the_databases_sha256_never_reach_the_cache() {
+    let b = bed();
+    let foo_pkg = &pkgs()[0];
+    let foo = foo_pkg.filename();
+    let data = b.bytes(foo_pkg);
+    // Another foo of the same size, seeded under its own, consistent torrent: every piece
+    // checks out against that torrent, only the database's sha256 can tell.
+    let mut bad = data.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0xff;
+    let evil = b.tmp.path().join("evil");
+    std::fs::create_dir(&evil).unwrap();
+    std::fs::write(evil.join(&foo), &bad).unwrap();
+    let mut index = b.real_index();
+    index.files.get_mut(&foo).unwrap().info_hash =
+        Info::from_reader(&foo, bad.len() as u64, &bad[..])
+            .unwrap()
+            .info_hash();
+    std::fs::write(evil.join("core.torrents"), index.to_bytes()).unwrap();
+    let conf = b.tmp.path().join("evil.conf");
+    write_pactor_conf(&conf, "");
+    let seeder = SeedProcess::dir(&evil, &conf);
+    seeder.wait_seeding(1);
+
+    let env = b.client(&index, &[seeder.port]);
+    b.mirror.clear_log();
+    let out = run(env.pactor(&["-Sy", "--noconfirm", "foo"]));
+    out.assert_ok();
+    assert!(
+        seeder.uploaded() * 2 > bad.len() as u64,
+        "the swarm delivered the wrong file"
+    );
+    assert!(
+        out.stderr.contains("sha256 does not match the database"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(b.mirror.count(&foo), 1, "foo over HTTP\n{}", out.stderr);
+    assert_eq!(std::fs::read(env.cache_dir().join(&foo)).unwrap(), data);
+    assert_eq!(env.installed().len(), 1);
+    let staged = env
+        .cache_dir()
+        .join("download-pactor/fetch/swarm")
+        .join(&foo);
+    assert!(!staged.exists(), "the bad copy was deleted");
 }
 
 /// A seeder of the pacman cache asked directly, by infohash, by aria2c: for a symlink to

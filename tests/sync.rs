@@ -195,6 +195,142 @@ fn group_and_provider_targets() {
 }
 
 #[test]
+fn refresh_ignoregroup_and_downgrade_as_pacman_does() {
+    let mut b = bed(
+        &[
+            Pkg::new("g1", "1.0-1").group("tools"),
+            Pkg::new("solo", "1.0-1"),
+        ],
+        1,
+    );
+    let mut publish = std::process::Command::new(pactor_bin());
+    publish.arg("publish").arg(&b.repo.dir);
+    run(publish).assert_ok();
+    let m = &b.mirrors[0];
+    let fetched = |suffix: &str| {
+        m.requests()
+            .iter()
+            .filter(|r| r.path.ends_with(suffix) && r.status == 200 && r.bytes_sent > 0)
+            .count()
+    };
+    run(b.env.pactor(&["-Sy", "--noconfirm", "g1", "solo"])).assert_ok();
+    assert_eq!((fetched("/core.db"), fetched("/core.torrents")), (1, 1));
+    // -y with nothing new: pacman's words, no database and no index sent again.
+    let out = run(b.env.pactor(&["-Sy"]));
+    out.assert_ok();
+    assert!(out.stdout.contains(" core is up to date"), "{}", out.stdout);
+    assert_eq!((fetched("/core.db"), fetched("/core.torrents")), (1, 1));
+    // -yy: both again, whole.
+    let out = run(b.env.pactor(&["-Syy"]));
+    out.assert_ok();
+    assert!(
+        !out.stdout.contains(" core is up to date"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!((fetched("/core.db"), fetched("/core.torrents")), (2, 2));
+
+    // --ignoregroup holds back every package of the group.
+    b.repo.add(&[
+        Pkg::new("g1", "1.1-1").group("tools"),
+        Pkg::new("solo", "1.1-1"),
+    ]);
+    let out = run(b
+        .env
+        .pactor(&["-Syu", "--noconfirm", "--ignoregroup", "tools"]));
+    out.assert_ok();
+    assert!(
+        out.stderr
+            .contains("warning: g1: ignoring package upgrade (1.0-1 => 1.1-1)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(names(&b.env.installed()), ["g1-1.0-1", "solo-1.1-1"]);
+
+    // The repo goes back a version: -u keeps the newer local one and says so, -uu downgrades.
+    b.repo.remove(&["solo"]);
+    b.repo.add(&[Pkg::new("solo", "0.9-1")]);
+    let out = run(b
+        .env
+        .pactor(&["-Syu", "--noconfirm", "--ignoregroup", "tools"]));
+    out.assert_ok();
+    assert!(
+        out.stderr
+            .contains("warning: solo: local (1.1-1) is newer than core (0.9-1)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(names(&b.env.installed()), ["g1-1.0-1", "solo-1.1-1"]);
+    let out = run(b.env.pactor(&["-Syuu", "--noconfirm"]));
+    out.assert_ok();
+    assert!(
+        out.stderr
+            .contains("warning: solo: downgrading from version 1.1-1 to version 0.9-1"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(names(&b.env.installed()), ["g1-1.1-1", "solo-0.9-1"]);
+}
+
+#[test]
+fn root_dbpath_cachedir_and_arch_from_the_command_line() {
+    let mut b = bed(&basic_pkgs(), 1);
+    let alt = tempfile::tempdir().unwrap();
+    let (root, db, cache) = (
+        alt.path().join("root"),
+        alt.path().join("db"),
+        alt.path().join("cache"),
+    );
+    for dir in [&root, &db, &cache] {
+        std::fs::create_dir(dir).unwrap();
+    }
+    let paths = |args: &[&str]| {
+        let mut all: Vec<String> = ["--root", "--dbpath", "--cachedir"]
+            .into_iter()
+            .zip([&root, &db, &cache])
+            .flat_map(|(flag, dir)| [flag.to_owned(), dir.display().to_string()])
+            .collect();
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    };
+    let args = paths(&["-Sy", "--noconfirm", "--disable-download-timeout", "baz"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(b.env.pactor(&args)).assert_ok();
+    // Installed into the other root and database, fetched into the other cache; the
+    // configured ones untouched.
+    assert!(root.join("usr/share/baz/payload.bin").is_file());
+    let query = paths(&["-Q"]);
+    let query: Vec<&str> = query.iter().map(String::as_str).collect();
+    assert_eq!(run(b.env.pacman(&query)).stdout, "baz 1.0-1\n");
+    assert!(b.env.installed().is_empty());
+    assert!(cache.join(basic_pkgs()[2].filename()).is_file());
+    assert!(b.env.cache_files().is_empty(), "{:?}", b.env.cache_files());
+
+    // A package of another architecture is refused, in pacman's words, before anything is
+    // fetched; --arch adds that architecture to pacman.conf's, as in pacman.
+    b.repo.add(&[Pkg::new("arm", "1.0-1").arch("aarch64")]);
+    run(b.env.pactor(&["-Sy"])).assert_ok();
+    b.mirrors[0].clear_log();
+    let ours = run(b.env.pactor(&["-S", "--noconfirm", "arm"]));
+    let theirs = run(b.env.pacman(&["-S", "--noconfirm", "arm"]));
+    assert_eq!(ours.code, Some(1), "{}", ours.stderr);
+    assert_eq!(ours.code, theirs.code);
+    let refusal = ":: package arm-1.0-1-aarch64 does not have a valid architecture";
+    for out in [&ours, &theirs] {
+        assert!(
+            out.stdout.contains(refusal) || out.stderr.contains(refusal),
+            "{}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+    assert_eq!(b.mirrors[0].package_bytes(), 0);
+    assert!(b.env.installed().is_empty());
+    run(b.env.pactor(&["-S", "--noconfirm", "--arch", "aarch64", "arm", "baz"])).assert_ok();
+    assert_eq!(names(&b.env.installed()), ["arm-1.0-1", "baz-1.0-1"]);
+}
+
+#[test]
 fn download_only_then_install_with_the_mirror_gone() {
     let mut b = bed(&basic_pkgs(), 1);
     let out = run(b.env.pactor(&["-Syw", "--noconfirm", "foo"]));
@@ -321,32 +457,54 @@ fn unknown_target_and_held_lock_are_clear_errors() {
 
 #[test]
 fn other_operations_behave_exactly_like_pacman() {
+    // Twin roots on one mirror: pactor runs in one, pacman in the other, the same commands in
+    // the same order, state-changing ones included; outputs compared with each root's temp
+    // directory written as <dir>.
     let b = bed(&basic_pkgs(), 1);
-    run(b.env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
-    for args in [
-        &["-Q"][..],
+    let twin = TestEnv::builder()
+        .repo("core", &[b.mirrors[0].url()])
+        .build();
+    for env in [&b.env, &twin] {
+        run(env.pacman(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    }
+    let baz = b.repo.path(&basic_pkgs()[2]).display().to_string();
+    let commands: &[&[&str]] = &[
+        &["-Q"],
         &["-Qi", "foo"],
         &["-Q", "nosuch"],
+        &["-Qk", "foo"],
         &["-Ss", "ba"],
+        &["-Si", "foo"],
+        &["-Sl"],
+        &["-Sp", "baz"],
         &["-T", "foo", "nosuch"],
-    ] {
-        let ours = run(b.env.pactor(args));
-        let theirs = run(b.env.pacman(args));
-        assert_eq!(
-            (ours.code, &ours.stdout, &ours.stderr),
-            (theirs.code, &theirs.stdout, &theirs.stderr),
-            "{args:?}"
-        );
+        &["-D", "--asexplicit", "bar"],
+        &["-Qe"],
+        &["-V"],
+        &["-Fy"],
+        &["-Fl", "foo"],
+        &["-U", "--noconfirm", &baz],
+        &["-R", "--noconfirm", "foo"],
+        &["-R", "--noconfirm", "foo"],
+        &["-Sc", "--noconfirm"],
+        &["-Q"],
+    ];
+    let normalized = |env: &TestEnv, out: Output| {
+        let dir = env.dir.path().display().to_string();
+        (
+            out.code,
+            out.stdout.replace(&dir, "<dir>"),
+            out.stderr.replace(&dir, "<dir>"),
+        )
+    };
+    for args in commands {
+        let ours = normalized(&b.env, run(b.env.pactor(args)));
+        let theirs = normalized(&twin, run(twin.pacman(args)));
+        assert_eq!(ours, theirs, "{args:?}");
     }
-    let ours = run(b.env.pactor(&["-R", "--noconfirm", "foo"]));
-    ours.assert_ok();
-    assert_eq!(names(&b.env.installed()), ["bar-1.0-1"]);
-    let theirs = run(b.env.pacman(&["-R", "--noconfirm", "foo"]));
-    assert_eq!(
-        ours.code.map(|_| 1),
-        theirs.code,
-        "removing twice fails in pacman too"
-    );
+    // The commands did what they say, in both roots alike.
+    assert_eq!(names(&b.env.installed()), ["bar-1.0-1", "baz-1.0-1"]);
+    assert_eq!(b.env.installed(), twin.installed());
 }
 
 #[test]

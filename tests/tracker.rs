@@ -20,10 +20,8 @@ impl Drop for Daemon {
     }
 }
 
-/// opentracker on 127.0.0.1, accepting the infohashes of every `.torrent` in `dir`.
-fn tracker(work: &Path, torrents_dir: &Path) -> (Daemon, String) {
-    let chroot = work.join("tracker");
-    std::fs::create_dir_all(&chroot).unwrap();
+/// opentracker's whitelist: the infohashes of every `.torrent` in `torrents_dir`.
+fn write_whitelist(chroot: &Path, torrents_dir: &Path) {
     let mut hashes = String::new();
     for entry in std::fs::read_dir(torrents_dir).unwrap() {
         let path = entry.unwrap().path();
@@ -33,6 +31,13 @@ fn tracker(work: &Path, torrents_dir: &Path) -> (Daemon, String) {
         }
     }
     std::fs::write(chroot.join("access.whitelist"), hashes).unwrap();
+}
+
+/// opentracker on 127.0.0.1, accepting the infohashes of every `.torrent` in `dir`.
+fn tracker(work: &Path, torrents_dir: &Path) -> (Daemon, String) {
+    let chroot = work.join("tracker");
+    std::fs::create_dir_all(&chroot).unwrap();
+    write_whitelist(&chroot, torrents_dir);
     let port = free_port();
     let child = Command::new("opentracker")
         .args([
@@ -186,27 +191,34 @@ fn two_seeders_and_a_tracker_serve_an_upgrade() {
     ];
     let mut b = tracker_bed(&v1);
     let conf = b.tmp.path().join("empty.conf");
-    let (_s1, _) = seeder(&b.dir, &conf, None, 2);
-    let (_s2, _) = seeder(&b.dir, &conf, None, 2);
+    let (s1, _) = seeder(&b.dir, &conf, None, 2);
+    let (s2, _) = seeder(&b.dir, &conf, None, 2);
     let names = |pkgs: &[Pkg]| pkgs.iter().map(Pkg::filename).collect::<Vec<_>>();
     wait_tracked(&b.announce, &b.dir, &names(&v1), 2);
     b.env.write_pactor_conf("[options]\nStallTimeout = 10\n");
-    run(b.env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    let out = run(b.env.pactor(&["-Sy", "--noconfirm", "foo"]));
+    out.assert_ok();
+    let total = size(&b.repo, &v1[0]) + size(&b.repo, &v1[1]);
+    assert!(
+        b.mirror.package_bytes() * 20 <= total,
+        "mirror: {} of {total}\n{}",
+        b.mirror.package_bytes(),
+        out.stdout
+    );
 
-    // A new release: published, picked up by the running seeders, fetched by -Syu.
+    // A new release: published, the tracker's whitelist extended (opentracker rereads it on
+    // SIGHUP), picked up by the two running seeders at their next rescan, fetched by -Syu.
     let v2 = [
         Pkg::new("foo", "1.1-1").depends("bar").payload(2_000_000),
         Pkg::new("bar", "1.1-1").payload(1_000_000),
     ];
     b.repo.add(&v2);
     publish(&b.dir, &b.announce);
-    // opentracker reads its whitelist at start: a new one for the new release, then the index
-    // is republished naming it (no rehashing), and a seeder that knows it serves the release.
-    let (new_tracker, announce) = tracker(b.tmp.path(), &b.dir);
-    drop(std::mem::replace(&mut b._tracker, new_tracker));
-    publish(&b.dir, &announce);
-    let (_s3, _) = seeder(&b.dir, &conf, None, 2);
-    wait_tracked(&announce, &b.dir, &names(&v2), 1);
+    write_whitelist(&b.tmp.path().join("tracker"), &b.dir);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(b._tracker.0.id() as i32, libc::SIGHUP) };
+    wait_tracked(&b.announce, &b.dir, &names(&v2), 2);
+    let uploaded_before = s1.uploaded() + s2.uploaded();
     b.mirror.clear_log();
     let out = run(b.env.pactor(&["-Syu", "--noconfirm"]));
     out.assert_ok();
@@ -223,6 +235,12 @@ fn two_seeders_and_a_tracker_serve_an_upgrade() {
         "mirror: {} of {total}\n{}",
         b.mirror.package_bytes(),
         out.stdout
+    );
+    // What the mirror did not send, the two seeders did (their counters are to 0.1 MiB).
+    let uploaded = s1.uploaded() + s2.uploaded() - uploaded_before;
+    assert!(
+        uploaded + b.mirror.package_bytes() + 200_000 >= total,
+        "seeders uploaded {uploaded} of {total}"
     );
 }
 
@@ -266,6 +284,7 @@ fn a_seeder_killed_mid_transfer_is_replaced_by_the_other_then_by_the_mirror() {
     let (s3, _) = seeder(&b.dir, &conf, Some("256K"), 1);
     // The killed first seeder may still be listed: s2, s3 and perhaps s1.
     wait_tracked(&b.announce, &b.dir, &[pkgs[0].filename()], 2);
+    let before = _s2.uploaded();
     let started = Instant::now();
     let child = env
         .pactor(&["-Sy", "--noconfirm", "big"])
@@ -273,7 +292,17 @@ fn a_seeder_killed_mid_transfer_is_replaced_by_the_other_then_by_the_mirror() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    // Mid-file: the seeders have sent part of it (256 KiB/s each), far from all.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut sent = 0;
+    while sent == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        sent = s3.uploaded() + _s2.uploaded() - before;
+    }
+    assert!(
+        sent > 0 && sent < size(&b.repo, &pkgs[0]) / 2,
+        "the swarm sent {sent} before it went away"
+    );
     drop(s3);
     drop(_s2);
     let out = child.wait_with_output().unwrap();
