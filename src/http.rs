@@ -1,5 +1,5 @@
 //! One HTTP transfer of one file from one mirror into a `.part` file: resumed with `Range`,
-//! hashed while it streams, bounded by a connect timeout and an idle timeout. There is no
+//! bounded by a connect timeout and an idle timeout. There is no
 //! minimum speed beyond the idle rule: a mirror is idle when a whole idle timeout brings less
 //! than [`IDLE_FLOOR`] bytes, so a server that trickles a byte a second is left as one that
 //! sends nothing, while any real transfer, however slow, goes on. Choosing mirrors and judging
@@ -12,16 +12,15 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWriteExt, BufWriter};
 
 use crate::interrupt::Interrupt;
 
-/// What a finished transfer holds: the whole file's length and sha256 (resumed prefix included).
+/// What a finished transfer holds: the whole file's length (resumed prefix included). Its
+/// bytes are judged by whoever takes the file (the root process hashes its own copy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fetched {
     pub len: u64,
-    pub sha256: [u8; 32],
     /// Bytes that came over the network in this transfer (the rest was already on disk).
     pub transferred: u64,
 }
@@ -95,7 +94,7 @@ impl Http {
         max_len: Option<u64>,
         on_bytes: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Fetched, FetchError> {
-        let mut file = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -107,12 +106,9 @@ impl Http {
             file.set_len(0).await?;
             offset = 0;
         }
-        let mut hasher = Sha256::new();
-        hash_prefix(&mut file, offset, &mut hasher).await?;
         if max_len == Some(offset) && offset > 0 {
             return Ok(Fetched {
                 len: offset,
-                sha256: hasher.finalize().into(),
                 transferred: 0,
             });
         }
@@ -133,7 +129,6 @@ impl Http {
                 // The server ignored the range: start over.
                 file.set_len(0).await?;
                 offset = 0;
-                hasher = Sha256::new();
             }
             StatusCode::RANGE_NOT_SATISFIABLE => {
                 // Our partial is longer than the server's file: it is not this file.
@@ -147,14 +142,7 @@ impl Http {
         writer.seek_to(offset).await?;
         let mut len = offset;
         let streamed = self
-            .stream_body(
-                response,
-                &mut writer,
-                &mut len,
-                &mut hasher,
-                max_len,
-                on_bytes,
-            )
+            .stream_body(response, &mut writer, &mut len, max_len, on_bytes)
             .await;
         // Whatever arrived before an error stays on disk for the next attempt to resume.
         writer.flush().await?;
@@ -166,7 +154,6 @@ impl Http {
         }
         Ok(Fetched {
             len,
-            sha256: hasher.finalize().into(),
             transferred: len - offset,
         })
     }
@@ -176,7 +163,6 @@ impl Http {
         response: reqwest::Response,
         writer: &mut BufWriter<tokio::fs::File>,
         len: &mut u64,
-        hasher: &mut Sha256,
         max_len: Option<u64>,
         on_bytes: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), FetchError> {
@@ -214,7 +200,6 @@ impl Http {
                 return Err(FetchError::TooLong(max));
             }
             *len += chunk.len() as u64;
-            hasher.update(&chunk);
             writer.write_all(&chunk).await?;
             on_bytes(chunk.len() as u64);
         }
@@ -312,26 +297,6 @@ impl SeekTo for BufWriter<tokio::fs::File> {
             .await
             .map(|_| ())
     }
-}
-
-/// Feeds the first `len` bytes of `file` to `hasher`, so a resumed file is hashed whole.
-async fn hash_prefix(
-    file: &mut tokio::fs::File,
-    len: u64,
-    hasher: &mut Sha256,
-) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = file.read(&mut buf[..want]).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        hasher.update(&buf[..n]);
-        left -= n as u64;
-    }
-    Ok(())
 }
 
 /// reqwest's own message names the URL, which the caller already shows; the innermost cause

@@ -16,11 +16,11 @@ use base64::Engine;
 use futures_util::StreamExt;
 
 use crate::fetcher::Handover;
-use crate::fetcher::protocol::Staged;
-use crate::http::{FetchError, Fetched, Http};
+use crate::fetcher::protocol::{Refusal, Staged};
+use crate::http::{FetchError, Http};
 use crate::index::{Entry, Index};
 use crate::progress::{DownloadProgress, FileProgress, Source};
-use crate::swarm::{Handle, Swarm, SwarmConfig};
+use crate::swarm::{Handle, Swarm, SwarmConfig, Target};
 use crate::transaction::{PackageFile, SignaturePolicy};
 
 /// Where prefetched files go and how they are fetched.
@@ -267,14 +267,13 @@ impl Prefetch {
         // The torrent's metadata comes from the peers; a busy peer may take a while to answer,
         // so asking goes on (within reason) after the stall timeout, with the mirrors racing.
         let patience = (self.swarm.stall * 6).max(Duration::from_secs(30));
-        let leech = swarm.leech(
-            &file.filename,
-            file.size,
-            entry.info_hash,
-            &dir,
-            peers,
-            patience,
-        );
+        let target = Target {
+            name: &file.filename,
+            size: file.size,
+            info_hash: entry.info_hash,
+            info: entry.info(&file.filename),
+        };
+        let leech = swarm.leech(&target, &dir, peers, patience);
         tokio::pin!(leech);
         let leeched = tokio::select! {
             handle = &mut leech => Some(handle.map_err(|e| format!("{e:#}"))),
@@ -428,6 +427,7 @@ impl Prefetch {
         self.handover
             .place(file, Staged::Swarm)
             .await
+            .map_err(|refusal| refusal.to_string())
             .inspect_err(|_| bar.rewind(Source::Peers, file.size))
     }
 
@@ -496,11 +496,21 @@ impl Prefetch {
                     Ok(fetched) => {
                         self.mirror_rate
                             .record(fetched.transferred, started.elapsed());
-                        match verify(file, &fetched) {
-                            Ok(()) => return self.handover.place(file, Staged::Mirror).await,
-                            Err(why) => {
+                        // The root process hashes the copy it takes (while the bytes arrive)
+                        // and judges it against the database; the size is checked here.
+                        let placed = if fetched.len == file.size {
+                            self.handover.place(file, Staged::Mirror).await
+                        } else {
+                            let _ = std::fs::remove_file(&part);
+                            Err(Refusal::Mismatch(format!(
+                                "has {} bytes where the database says {}",
+                                fetched.len, file.size
+                            )))
+                        };
+                        match placed {
+                            Ok(()) => return Ok(()),
+                            Err(Refusal::Mismatch(why)) => {
                                 bar.rewind(Source::Mirror, fetched.len);
-                                let _ = std::fs::remove_file(&part);
                                 progress.warn(&format!(
                                     "{} from {} {why}",
                                     file.filename,
@@ -511,6 +521,7 @@ impl Prefetch {
                                     break;
                                 }
                             }
+                            Err(Refusal::Failed(why)) => return Err(why),
                         }
                     }
                     Err(FetchError::Interrupted) => return Err("interrupted".into()),
@@ -811,22 +822,6 @@ impl SwarmWatch {
     }
 }
 
-/// The database is the only authority: size first, then sha256.
-fn verify(file: &PackageFile, fetched: &Fetched) -> Result<(), String> {
-    if fetched.len != file.size {
-        return Err(format!(
-            "has {} bytes where the database says {}",
-            fetched.len, file.size
-        ));
-    }
-    match file.sha256 {
-        Some(expected) if expected != fetched.sha256 => {
-            Err("is corrupted (sha256 does not match the database)".into())
-        }
-        _ => Ok(()),
-    }
-}
-
 /// The server's host for messages, as pacman names mirrors.
 fn host(server: &str) -> &str {
     let rest = server.split_once("://").map_or(server, |(_, rest)| rest);
@@ -836,39 +831,6 @@ fn host(server: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn file(size: u64, sha256: Option<[u8; 32]>) -> PackageFile {
-        PackageFile {
-            filename: "a-1-1-x86_64.pkg.tar.zst".into(),
-            servers: vec![],
-            size,
-            sha256,
-            base64_sig: None,
-            signature: SignaturePolicy::NotChecked,
-            repo: "core".into(),
-        }
-    }
-
-    #[test]
-    fn verification_needs_size_and_sha256() {
-        let fetched = Fetched {
-            len: 3,
-            sha256: [7; 32],
-            transferred: 3,
-        };
-        assert!(verify(&file(3, Some([7; 32])), &fetched).is_ok());
-        assert!(
-            verify(&file(3, Some([8; 32])), &fetched)
-                .unwrap_err()
-                .contains("sha256")
-        );
-        assert!(
-            verify(&file(4, Some([7; 32])), &fetched)
-                .unwrap_err()
-                .contains("bytes")
-        );
-        assert!(verify(&file(3, None), &fetched).is_ok());
-    }
 
     #[test]
     fn a_swarm_is_far_slower_against_what_the_mirrors_gave() {

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::protocol::{
-    self, Failure, IndexOutcome, IndexRequest, PrefetchJob, Progress, Report, Staged, Start,
-    ToChild, ToParent, VERSION,
+    self, Failure, IndexOutcome, IndexRequest, PrefetchJob, Progress, Refusal, Report, Staged,
+    Start, ToChild, ToParent, VERSION,
 };
 use crate::http::Http;
 use crate::index::Index;
@@ -51,7 +51,7 @@ impl Outbox {
 }
 
 /// The root process's verdicts, awaited by the transfers that offered the files.
-type Verdicts = Arc<Mutex<HashMap<(u32, Staged), oneshot::Sender<Result<(), String>>>>>;
+type Verdicts = Arc<Mutex<HashMap<(u32, Staged), oneshot::Sender<Result<(), Refusal>>>>>;
 
 /// The child's entry point (`pactor <INTERNAL_ARG>`).
 pub fn main() -> ExitCode {
@@ -394,12 +394,13 @@ impl Handover {
         }
     }
 
-    /// Offers `file`'s `staged` copy, complete and checked, and waits for the root process to
-    /// copy it into the cache. A mirror's partial file or a signature is no longer needed
-    /// afterwards, whatever the verdict; a swarm copy stays, seeded until the end.
-    pub async fn place(&self, file: &PackageFile, staged: Staged) -> Result<(), String> {
+    /// Offers `file`'s `staged` copy, complete, and waits for the root process to verify it
+    /// and copy it into the cache: the root's check is the one that counts, so the child
+    /// does not hash what it offers. A mirror's partial file or a signature is no longer
+    /// needed afterwards, whatever the verdict; a swarm copy stays, seeded until the end.
+    pub async fn place(&self, file: &PackageFile, staged: Staged) -> Result<(), Refusal> {
         let Some(&id) = self.ids.get(&file.filename) else {
-            return Err("not a file of this transaction".into());
+            return Err(Refusal::Failed("not a file of this transaction".into()));
         };
         let (tx, rx) = oneshot::channel();
         self.verdicts
@@ -409,7 +410,7 @@ impl Handover {
         self.outbox.send(ToParent::Ready { file: id, staged });
         let verdict = rx
             .await
-            .unwrap_or_else(|_| Err("the root process went away".into()));
+            .unwrap_or_else(|_| Err(Refusal::Failed("the root process went away".into())));
         let path = staged.path(&self.fetch_dir, &file.filename);
         match staged {
             Staged::Swarm if verdict.is_ok() => {

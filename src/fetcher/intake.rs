@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::protocol::Staged;
+use super::protocol::{Refusal, Staged};
 use super::sandbox::Staging;
 
 /// Copies are made in chunks of this size.
@@ -55,6 +55,8 @@ pub struct Copy {
     dst_path: PathBuf,
     copied: u64,
     hasher: Sha256,
+    /// Reused for every chunk of this copy: a copy advances at every progress report.
+    buf: Vec<u8>,
 }
 
 impl Intake {
@@ -112,21 +114,24 @@ impl Intake {
             dst_path,
             copied: 0,
             hasher: Sha256::new(),
+            buf: vec![0u8; CHUNK.min(usize::try_from(expected.size).unwrap_or(CHUNK).max(1))],
         })
     }
 
     /// Completes `copy` to the database's size, checks it and renames it into the cache. A copy
     /// begun before the file was complete may hold bytes the child later replaced (a mirror's
     /// partial file restarted): on a mismatch it is made again, once, from the start.
-    pub fn finish(&self, mut copy: Copy, expected: &Expected) -> Result<(), String> {
+    pub fn finish(&self, mut copy: Copy, expected: &Expected) -> Result<(), Refusal> {
         let pipelined = copy.copied > 0;
         let result = copy
             .advance(expected.size, expected.size)
-            .map_err(|e| format!("could not copy it from the download process: {e}"))
+            .map_err(|e| {
+                Refusal::Failed(format!("could not copy it from the download process: {e}"))
+            })
             .and_then(|()| copy.check(expected));
         match result {
             Ok(()) => self.place(copy, &expected.name),
-            Err(why) if pipelined => {
+            Err(why @ Refusal::Mismatch(_)) if pipelined => {
                 tracing::debug!(
                     "{}: the copy made while it arrived {why}; copying it again whole",
                     expected.name
@@ -135,7 +140,7 @@ impl Intake {
                 drop(copy);
                 let again = self
                     .begin(expected, staged)
-                    .map_err(|e| format!("could not open it: {e}"))?;
+                    .map_err(|e| Refusal::Failed(format!("could not open it: {e}")))?;
                 self.finish(again, expected)
             }
             Err(why) => {
@@ -145,7 +150,7 @@ impl Intake {
         }
     }
 
-    fn place(&self, copy: Copy, name: &str) -> Result<(), String> {
+    fn place(&self, copy: Copy, name: &str) -> Result<(), Refusal> {
         let dest = self.dest.join(name);
         let placed = copy
             .dst
@@ -153,18 +158,18 @@ impl Intake {
             .and_then(|()| std::fs::rename(&copy.dst_path, &dest));
         placed.map_err(|e| {
             let _ = std::fs::remove_file(&copy.dst_path);
-            format!("could not move into {}: {e}", dest.display())
+            Refusal::Failed(format!("could not move into {}: {e}", dest.display()))
         })
     }
 
     /// `<name>.sig` from the child's staging directory into the cache; at most
     /// [`MAX_SIG_LEN`] bytes (alpm checks the signature itself at the commit).
-    pub fn signature(&self, name: &str) -> Result<(), String> {
+    pub fn signature(&self, name: &str) -> Result<(), Refusal> {
         let bytes = self
             .read_small(Staged::Signature, name, MAX_SIG_LEN)
-            .map_err(|e| format!("could not take the signature: {e}"))?;
+            .map_err(|e| Refusal::Mismatch(format!("could not take the signature: {e}")))?;
         if bytes.is_empty() {
-            return Err("an empty signature".into());
+            return Err(Refusal::Mismatch("an empty signature".into()));
         }
         let sig_name = format!("{name}.sig");
         let tmp = self.staging.work.join(&sig_name);
@@ -179,7 +184,7 @@ impl Intake {
             .and_then(|()| std::fs::rename(&tmp, self.dest.join(&sig_name)));
         written.map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            format!("could not place {sig_name}: {e}")
+            Refusal::Failed(format!("could not place {sig_name}: {e}"))
         })
     }
 
@@ -204,15 +209,14 @@ impl Copy {
     /// yet, what is there; never past `size`.
     pub fn advance(&mut self, upto: u64, size: u64) -> std::io::Result<()> {
         let end = upto.min(size);
-        let mut buf = vec![0u8; CHUNK];
         while self.copied < end {
-            let want = (end - self.copied).min(CHUNK as u64) as usize;
-            let n = self.src.read_at(&mut buf[..want], self.copied)?;
+            let want = (end - self.copied).min(self.buf.len() as u64) as usize;
+            let n = self.src.read_at(&mut self.buf[..want], self.copied)?;
             if n == 0 {
                 break;
             }
-            self.hasher.update(&buf[..n]);
-            self.dst.write_all_at(&buf[..n], self.copied)?;
+            self.hasher.update(&self.buf[..n]);
+            self.dst.write_all_at(&self.buf[..n], self.copied)?;
             self.copied += n as u64;
         }
         Ok(())
@@ -223,18 +227,18 @@ impl Copy {
         self.copied
     }
 
-    fn check(&mut self, expected: &Expected) -> Result<(), String> {
+    fn check(&mut self, expected: &Expected) -> Result<(), Refusal> {
         if self.copied != expected.size {
-            return Err(format!(
+            return Err(Refusal::Mismatch(format!(
                 "has {} bytes where the database says {}",
                 self.copied, expected.size
-            ));
+            )));
         }
         let sha256: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
         match expected.sha256 {
-            Some(want) if want != sha256 => {
-                Err("is corrupted (sha256 does not match the database)".into())
-            }
+            Some(want) if want != sha256 => Err(Refusal::Mismatch(
+                "is corrupted (sha256 does not match the database)".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -343,7 +347,10 @@ mod tests {
         copy.advance(50_000, e.size).unwrap();
         std::fs::write(&staged, &bad).unwrap();
         let err = intake.finish(copy, &e).unwrap_err();
-        assert!(err.contains("sha256"), "{err}");
+        assert!(
+            matches!(&err, Refusal::Mismatch(why) if why.contains("sha256")),
+            "{err}"
+        );
         assert!(!placed.exists());
         assert_eq!(std::fs::read_dir(&intake.staging.work).unwrap().count(), 1);
 
@@ -405,7 +412,10 @@ mod tests {
         std::fs::remove_file(Staged::Mirror.path(&fetch, &e.name)).unwrap();
         std::fs::write(Staged::Mirror.path(&fetch, &e.name), &data[..10]).unwrap();
         let copy = intake.begin(&e, Staged::Mirror).unwrap();
-        assert!(intake.finish(copy, &e).unwrap_err().contains("bytes"));
+        assert!(matches!(
+            intake.finish(copy, &e),
+            Err(Refusal::Mismatch(why)) if why.contains("bytes")
+        ));
         assert!(!dir.path().join("cache").join(&e.name).exists());
     }
 

@@ -23,8 +23,8 @@ use tokio::task::JoinHandle;
 
 use super::intake::{Expected, Intake};
 use super::protocol::{
-    self, Failure, FrameError, IndexOutcome, IndexRequest, Level, PrefetchJob, Progress, Report,
-    Staged, Start, ToChild, ToParent, VERSION, clean,
+    self, Failure, FrameError, IndexOutcome, IndexRequest, Level, PrefetchJob, Progress, Refusal,
+    Report, Staged, Start, ToChild, ToParent, VERSION, clean,
 };
 use super::sandbox::{self, Plan, Staging};
 use crate::indexes::{self, Fetched, Stale};
@@ -499,7 +499,7 @@ impl Run<'_> {
                 self.signatures.push(tokio::spawn(async move {
                     let placed = tokio::task::spawn_blocking(move || intake.signature(&name))
                         .await
-                        .unwrap_or_else(|e| Err(e.to_string()));
+                        .unwrap_or_else(|e| Err(Refusal::Failed(e.to_string())));
                     let _ = outbox.send(ToChild::Verdict {
                         file,
                         staged,
@@ -595,8 +595,8 @@ async fn copy_task(
                 let verdict = match begun {
                     Ok(c) => tokio::task::spawn_blocking(move || intake.finish(c, &expected))
                         .await
-                        .unwrap_or_else(|e| Err(e.to_string())),
-                    Err(e) => Err(format!("could not open it: {e}")),
+                        .unwrap_or_else(|e| Err(Refusal::Failed(e.to_string()))),
+                    Err(e) => Err(Refusal::Failed(format!("could not open it: {e}"))),
                 };
                 if verdict.is_ok() {
                     placed.fetch_add(1, Ordering::SeqCst);

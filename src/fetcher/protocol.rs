@@ -91,10 +91,22 @@ pub enum ToChild {
     Verdict {
         file: u32,
         staged: Staged,
-        placed: Result<(), String>,
+        placed: Result<(), Refusal>,
     },
     /// Stop seeding, clean up, exit.
     Stop,
+}
+
+/// Why the root process did not place an offered file in the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    /// Its bytes are not the database's (size or sha256): another source may have it right.
+    #[error("{0}")]
+    Mismatch(String),
+    /// It could not be taken (opened, copied, moved into the cache): another source would
+    /// fare no better.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// A staged file the child offers: where it lies follows from the kind and the file's name
