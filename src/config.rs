@@ -333,7 +333,9 @@ pub const OPTIONS: &[ConfOption] = &[
         repeatable: false,
         group: Group::Swarm,
         summary: "keep serving the just-fetched files while the commit runs",
-        doc: "Keep serving the files just fetched to other peers while the commit runs.",
+        doc: "Keep serving the files just fetched to other peers while the commit runs: \
+              those from peers, and those from mirrors that the repo's torrent index lists \
+              (their torrent is canonical, so they join the same swarm).",
         apply: |s, v| {
             s.seed_while_installing = flag(v)?;
             Ok(())

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_bencode::value::Value;
 use serde_bytes::ByteBuf;
 
-use crate::torrent::InfoHash;
+use crate::torrent::{Info, InfoHash, piece_length};
 
 pub const VERSION: i64 = 1;
 /// An index larger than this is refused outright (Arch's largest repo needs a few MiB).
@@ -22,6 +22,10 @@ pub const MAX_ENTRIES: usize = 1_000_000;
 pub const MAX_FILE_SIZE: u64 = 1 << 40;
 const MAX_NAME_LEN: usize = 255;
 const MAX_URLS: usize = 64;
+/// A file of at most this many pieces (256 KiB at the smallest piece length) carries its piece
+/// hashes in the index: a client then has the whole torrent without asking a peer for its
+/// metadata, which for a small file costs more round trips than its data.
+pub const MAX_INLINE_PIECES: u64 = 8;
 
 /// One package file of the index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +34,27 @@ pub struct Entry {
     pub sha256: [u8; 32],
     pub info_hash: InfoHash,
     pub sig: Option<String>,
+    /// The canonical torrent's piece hashes, for small files ([`MAX_INLINE_PIECES`]); a reader
+    /// keeps them only if they give the entry's infohash.
+    pub pieces: Option<Vec<u8>>,
+}
+
+impl Entry {
+    /// Whether a file of `size` bytes carries its piece hashes in the index.
+    pub fn inlines_pieces(size: u64) -> bool {
+        size.div_ceil(piece_length(size)) <= MAX_INLINE_PIECES
+    }
+
+    /// The file's canonical torrent, when the index carries its pieces.
+    pub fn info(&self, name: &str) -> Option<Info> {
+        let pieces = self.pieces.clone()?;
+        Some(Info {
+            length: self.size,
+            name: name.to_owned(),
+            piece_length: piece_length(self.size),
+            pieces,
+        })
+    }
 }
 
 /// A parsed index: entries by file name.
@@ -71,6 +96,8 @@ struct WireIndex<'a> {
 struct WireEntry<'a> {
     infohash: ByteBuf,
     name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pieces: Option<ByteBuf>,
     sha256: ByteBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
     sig: Option<&'a str>,
@@ -86,6 +113,7 @@ impl Index {
             .map(|(name, e)| WireEntry {
                 infohash: ByteBuf::from(e.info_hash.0.to_vec()),
                 name,
+                pieces: e.pieces.clone().map(ByteBuf::from),
                 sha256: ByteBuf::from(e.sha256.to_vec()),
                 sig: e.sig.as_deref(),
                 size: e.size,
@@ -138,7 +166,10 @@ impl Index {
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, raw) in entries.iter().enumerate() {
             match parse_entry(raw) {
-                Ok((name, entry)) => {
+                Ok((name, entry, note)) => {
+                    if let Some(note) = note {
+                        warnings.push(format!("entry {i}: {note}"));
+                    }
                     *seen.entry(name.clone()).or_default() += 1;
                     files.insert(name, entry);
                 }
@@ -171,7 +202,8 @@ pub fn valid_file_name(name: &str) -> bool {
         && !name.chars().any(char::is_control)
 }
 
-fn parse_entry(raw: &Value) -> Result<(String, Entry), String> {
+/// An entry, or why it is refused; a note says what of it was ignored (bad piece hashes).
+fn parse_entry(raw: &Value) -> Result<(String, Entry, Option<String>), String> {
     let Value::Dict(d) = raw else {
         return Err("not a dictionary".into());
     };
@@ -200,15 +232,32 @@ fn parse_entry(raw: &Value) -> Result<(String, Entry), String> {
         }
         Some(_) => return Err(format!("'{name}': invalid signature")),
     };
-    Ok((
-        name.to_owned(),
-        Entry {
-            size,
-            sha256,
-            info_hash: InfoHash(info_hash),
-            sig,
-        },
-    ))
+    let mut entry = Entry {
+        size,
+        sha256,
+        info_hash: InfoHash(info_hash),
+        sig,
+        pieces: None,
+    };
+    let mut note = None;
+    match d.get(&b"pieces"[..]) {
+        None => {}
+        Some(Value::Bytes(pieces))
+            if Entry::inlines_pieces(size)
+                && pieces.len() as u64 == 20 * size.div_ceil(piece_length(size)) =>
+        {
+            entry.pieces = Some(pieces.clone());
+            // Kept only if they are the pieces of the torrent the entry names.
+            if entry.info(name).map(|info| info.info_hash()) != Some(entry.info_hash) {
+                entry.pieces = None;
+                note = Some(format!(
+                    "'{name}': its pieces are not its torrent's; ignored"
+                ));
+            }
+        }
+        Some(_) => note = Some(format!("'{name}': invalid pieces; ignored")),
+    }
+    Ok((name.to_owned(), entry, note))
 }
 
 fn url_list(value: Option<&Value>, what: &str, warnings: &mut Vec<String>) -> Vec<String> {
@@ -243,6 +292,7 @@ mod tests {
                 sha256: [1; 32],
                 info_hash: InfoHash([2; 20]),
                 sig: Some("iHUEABYKAB0WIQ==".into()),
+                pieces: None,
             },
         );
         files.insert(
@@ -252,6 +302,7 @@ mod tests {
                 sha256: [3; 32],
                 info_hash: InfoHash([4; 20]),
                 sig: None,
+                pieces: None,
             },
         );
         Index {
@@ -308,6 +359,43 @@ mod tests {
             assert!(index.files.is_empty(), "{bad:?}");
             assert_eq!(warnings.len(), 1, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_small_files_pieces_travel_with_it_and_must_give_its_infohash() {
+        let data = vec![7u8; 100_000];
+        let name = "small-1-1-any.pkg.tar.zst";
+        let info = Info::from_reader(name, data.len() as u64, &data[..]).unwrap();
+        let entry = Entry {
+            size: info.length,
+            sha256: [1; 32],
+            info_hash: info.info_hash(),
+            sig: None,
+            pieces: Some(info.pieces.clone()),
+        };
+        let mut index = sample();
+        index.files.insert(name.into(), entry.clone());
+        let (back, warnings) = Index::parse(&index.to_bytes()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(back.files[name], entry);
+        assert_eq!(back.files[name].info(name), Some(info.clone()));
+
+        // Pieces of other bytes, or a count the size does not have: the entry stays (the
+        // client asks peers for the metadata), the pieces go.
+        let mut other = info.pieces.clone();
+        other[0] ^= 1;
+        for pieces in [other, info.pieces[..20].to_vec()] {
+            let mut index = sample();
+            let mut bad = entry.clone();
+            bad.pieces = Some(pieces);
+            index.files.insert(name.into(), bad);
+            let (back, warnings) = Index::parse(&index.to_bytes()).unwrap();
+            assert_eq!(back.files[name].pieces, None);
+            assert_eq!(back.files[name].info_hash, entry.info_hash);
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+        }
+        assert!(Entry::inlines_pieces(256 * 1024));
+        assert!(!Entry::inlines_pieces(256 * 1024 + 1));
     }
 
     #[test]

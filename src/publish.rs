@@ -98,8 +98,12 @@ fn publish_repo(args: &PublishArgs, repo: &str) -> Result<()> {
             tally.skipped += 1;
             continue;
         }
+        // An entry from before small files carried their pieces is hashed once more.
         let unchanged = previous.files.get(&file.name).filter(|e| {
-            e.size == file.size && meta.len() == file.size && Some(e.sha256) == file.sha256
+            e.size == file.size
+                && meta.len() == file.size
+                && Some(e.sha256) == file.sha256
+                && (e.pieces.is_some() || !Entry::inlines_pieces(e.size))
         });
         match unchanged {
             Some(entry) => {
@@ -129,6 +133,7 @@ fn publish_repo(args: &PublishArgs, repo: &str) -> Result<()> {
                         sha256,
                         info_hash: info.info_hash(),
                         sig: None,
+                        pieces: Entry::inlines_pieces(info.length).then(|| info.pieces.clone()),
                     },
                 );
             }

@@ -35,6 +35,16 @@ pub struct SwarmConfig {
 
 pub type Handle = Arc<ManagedTorrent>;
 
+/// A file to fetch from the swarm, as the database and the index describe it.
+pub struct Target<'a> {
+    pub name: &'a str,
+    pub size: u64,
+    pub info_hash: InfoHash,
+    /// Its canonical torrent, when the index carries the pieces (small files): no metadata
+    /// to wait for.
+    pub info: Option<Info>,
+}
+
 pub struct Swarm {
     session: Arc<Session>,
     /// Announce URLs put into every torrent added from now on; `pactor serve` learns more as
@@ -98,23 +108,35 @@ impl Swarm {
     /// metadata that is not the canonical torrent of that file.
     pub async fn leech(
         &self,
-        name: &str,
-        size: u64,
-        info_hash: InfoHash,
+        target: &Target<'_>,
         dir: &Path,
         peers: &[SocketAddr],
         timeout: Duration,
     ) -> Result<Handle> {
-        let mut magnet = format!("magnet:?xt=urn:btih:{info_hash}&dn={}", urlencode(name));
-        for tracker in &self.trackers() {
-            magnet.push_str(&format!("&tr={}", urlencode(tracker)));
-        }
+        let Target {
+            name,
+            size,
+            info_hash,
+            ref info,
+        } = *target;
         let options = AddTorrentOptions {
             overwrite: true,
             output_folder: Some(dir.to_string_lossy().into_owned()),
             initial_peers: (!peers.is_empty()).then(|| peers.to_vec()),
             ..Default::default()
         };
+        if let Some(info) = info.as_ref().filter(|info| info.info_hash() == info_hash) {
+            // The index carried the whole torrent (a small file): nothing to ask peers for.
+            let torrent = info.to_torrent_file(&self.trackers());
+            let add = self.add(AddTorrent::from_bytes(torrent), options);
+            return tokio::time::timeout(timeout, add)
+                .await
+                .context("the torrent did not start within the stall timeout")?;
+        }
+        let mut magnet = format!("magnet:?xt=urn:btih:{info_hash}&dn={}", urlencode(name));
+        for tracker in &self.trackers() {
+            magnet.push_str(&format!("&tr={}", urlencode(tracker)));
+        }
         let add = self.add(AddTorrent::from_url(magnet), options);
         let handle = tokio::time::timeout(timeout, add)
             .await

@@ -102,7 +102,7 @@ fn output(child: Child) -> Output {
 /// rerun fetches only foo's missing bytes and bar not at all.
 #[test]
 fn a_signal_during_the_prefetch_loses_nothing_and_the_rerun_fetches_only_what_is_missing() {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGKILL] {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGKILL] {
         let b = bed_with(&pkgs(), 1, Some("alpm"));
         let (foo, bar) = (pkgs()[0].filename(), pkgs()[1].filename());
         b.mirrors[0].set_fault(&foo, Fault::Trickle(60_000));
@@ -153,7 +153,6 @@ fn a_signal_during_the_prefetch_loses_nothing_and_the_rerun_fetches_only_what_is
             std::fs::remove_file(&lock).unwrap();
         }
         b.mirrors[0].clear_faults();
-        let before_foo = sent(&b.mirrors[0], &foo);
         let before_bar = sent(&b.mirrors[0], &bar);
         run(b.env.pactor(&["-S", "--noconfirm", "foo"])).assert_ok();
         assert_eq!(names(&b.env), ["bar-1.0-1", "foo-1.0-1"]);
@@ -171,7 +170,6 @@ fn a_signal_during_the_prefetch_loses_nothing_and_the_rerun_fetches_only_what_is
             size(&b, &pkgs()[0]) - kept,
             "only foo's missing bytes are fetched again"
         );
-        assert!(sent(&b.mirrors[0], &foo) >= before_foo);
         assert_eq!(
             sent(&b.mirrors[0], &bar),
             before_bar,

@@ -243,6 +243,46 @@ fn what_a_run_fetched_is_seeded_while_it_commits_whether_from_peers_or_mirrors()
 }
 
 #[test]
+fn a_small_files_torrent_comes_whole_in_the_index_and_no_peer_is_asked_for_it() {
+    let s = swarm_bed();
+    let (foo, baz) = (pkgs()[0].filename(), pkgs()[2].filename());
+    let index = pactor::index::Index::parse(
+        &std::fs::read(s.tmp.path().join("repo/core.torrents")).unwrap(),
+    )
+    .unwrap()
+    .0;
+    let info = index.files[&baz]
+        .info(&baz)
+        .expect("baz (70 KB) carries its pieces");
+    assert_eq!(info.info_hash(), index.files[&baz].info_hash);
+    assert_eq!(
+        info,
+        pactor::torrent::Info::from_file(&s.repo.path(&pkgs()[2])).unwrap()
+    );
+    assert!(index.files[&foo].pieces.is_none(), "foo (3 MB) does not");
+
+    let seeder = seed(
+        &s.tmp.path().join("repo"),
+        &s.tmp.path().join("seeder.conf"),
+    );
+    s.env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{}\nStallTimeout = 10\n",
+        seeder.port
+    ));
+    let out = run({
+        let mut cmd = s.env.pactor(&["-Sy", "--noconfirm", "baz"]);
+        cmd.env("PACTOR_LOG", "librqbit=debug");
+        cmd
+    });
+    out.assert_ok();
+    assert_eq!(s.mirror.package_bytes(), 0, "{}", out.stdout);
+    assert!(out.stdout.contains(" 0 B from mirrors"), "{}", out.stdout);
+    // librqbit names its metadata exchange read_metainfo_from_peer: never needed here.
+    assert!(out.stderr.contains("librqbit"), "the engine's log is on");
+    assert!(!out.stderr.contains("read_metainfo"), "{}", out.stderr);
+}
+
+#[test]
 fn a_dead_swarm_falls_back_to_the_mirror_within_the_stall_timeout() {
     let s = swarm_bed();
     // The index lists the files, but nobody seeds them.

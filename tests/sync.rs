@@ -326,7 +326,10 @@ fn root_dbpath_cachedir_and_arch_from_the_command_line() {
     }
     assert_eq!(b.mirrors[0].package_bytes(), 0);
     assert!(b.env.installed().is_empty());
-    run(b.env.pactor(&["-S", "--noconfirm", "--arch", "aarch64", "arm", "baz"])).assert_ok();
+    run(b
+        .env
+        .pactor(&["-S", "--noconfirm", "--arch", "aarch64", "arm", "baz"]))
+    .assert_ok();
     assert_eq!(names(&b.env.installed()), ["arm-1.0-1", "baz-1.0-1"]);
 }
 

@@ -23,7 +23,7 @@ use super::Server;
 use super::assembly::Assembly;
 use super::catalog::{DbEntry, host};
 use super::store::{Failure, Progress};
-use crate::swarm::Handle;
+use crate::swarm::{Handle, Target};
 use crate::torrent::{Info, InfoHash, parse_torrent_file};
 
 /// What a job needs to know about its file.
@@ -34,6 +34,9 @@ pub struct Plan {
     pub servers: Vec<String>,
     /// The canonical infohash, when the index lists the file and agrees with the database.
     pub torrent: Option<InfoHash>,
+    /// The canonical torrent itself, when the index carries its pieces (small files): mirror
+    /// bytes are checked piece by piece from the start, and peers need not supply metadata.
+    pub info: Option<Info>,
     /// `host:port` of peers to try: pactor.conf's `Peer =` lines and the index's hints.
     pub peers: Vec<String>,
     /// The database's Last-Modified, given to the file.
@@ -61,6 +64,14 @@ pub async fn run(
     assembly: Assembly,
     tx: watch::Sender<Progress>,
 ) -> Result<(Assembly, Took), Failure> {
+    let mut assembly = assembly;
+    if let Some(info) = plan.info.clone()
+        && assembly.info().is_none()
+    {
+        // Built from the index's pieces and checked against its infohash: it cannot disagree
+        // with the file's size or name unless the index does, and then it is not used.
+        let _ = assembly.adopt(info);
+    }
     let stall = server.settings.stall_timeout.min(MAX_STALL);
     let torrent = plan
         .torrent
@@ -279,11 +290,12 @@ impl Driver {
         let now = Instant::now();
         match &mut self.leech {
             Leech::Waiting { until } if now >= *until => {
-                let (server, name, size, hash) = (
+                let (server, name, size, hash, info) = (
                     self.server.clone(),
                     self.plan.name.clone(),
                     self.plan.entry.size,
                     self.torrent.expect("a leech has a torrent"),
+                    self.plan.info.clone(),
                 );
                 let (dir, peers, stall) = (
                     self.server.store.staging.join("swarm"),
@@ -292,7 +304,13 @@ impl Driver {
                 );
                 self.leech = Leech::Adding(tokio::spawn(async move {
                     let swarm = server.swarm.as_ref().expect("a leech has a swarm");
-                    swarm.leech(&name, size, hash, &dir, &peers, stall).await
+                    let target = Target {
+                        name: &name,
+                        size,
+                        info_hash: hash,
+                        info,
+                    };
+                    swarm.leech(&target, &dir, &peers, stall).await
                 }));
             }
             Leech::Adding(task) if task.is_finished() => {

@@ -203,7 +203,7 @@ impl Request<'_> {
         let indexed = catalog.index.as_ref().and_then(|index| {
             let listed = index.files.get(name)?;
             (listed.size == entry.size && Some(listed.sha256) == entry.sha256)
-                .then_some((listed.info_hash, index))
+                .then_some((listed, index))
         });
         let mut peers = settings.peers.clone();
         if let Some((_, index)) = indexed {
@@ -212,7 +212,8 @@ impl Request<'_> {
         Plan {
             name: name.to_owned(),
             servers: self.server.upstreams.servers(&repo.repo, &repo.arch),
-            torrent: indexed.map(|(hash, _)| hash),
+            torrent: indexed.map(|(listed, _)| listed.info_hash),
+            info: indexed.and_then(|(listed, _)| listed.info(name)),
             peers,
             modified: catalog.last_modified,
             entry,
