@@ -557,8 +557,20 @@ async fn copy_task(
     placed: Arc<AtomicUsize>,
 ) {
     let mut copy: Option<super::intake::Copy> = None;
+    // Once the file is in the cache, progress reports still on their way must not begin a
+    // copy that nothing would finish (each holds a buffer and a file until the run ends).
+    let mut placed_once = false;
     while let Some(step) = steps.recv().await {
         match step {
+            Step::Advance(..) if placed_once => {}
+            Step::Ready(staged) if placed_once => {
+                // The other source finished too: the verified copy is already in the cache.
+                let _ = outbox.send(ToChild::Verdict {
+                    file,
+                    staged,
+                    placed: Ok(()),
+                });
+            }
             Step::Advance(staged, upto) => {
                 let current = match copy.take() {
                     Some(c) if c.staged == staged => c,
@@ -600,6 +612,7 @@ async fn copy_task(
                 };
                 if verdict.is_ok() {
                     placed.fetch_add(1, Ordering::SeqCst);
+                    placed_once = true;
                 }
                 let _ = outbox.send(ToChild::Verdict {
                     file,
@@ -630,5 +643,72 @@ fn forward_stderr(stderr: std::process::ChildStderr) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+
+    #[tokio::test]
+    async fn progress_after_the_file_is_placed_begins_no_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        let staging = Staging::of(&cache);
+        std::fs::create_dir_all(staging.fetch.join("swarm")).unwrap();
+        let intake = Arc::new(Intake::new(staging.clone(), cache.clone(), None));
+        let data = vec![5u8; 300_000];
+        let expected = Expected {
+            name: "a-1-1-any.pkg.tar.zst".into(),
+            size: data.len() as u64,
+            sha256: Some(sha2::Sha256::digest(&data).into()),
+        };
+        std::fs::write(Staged::Swarm.path(&staging.fetch, &expected.name), &data).unwrap();
+        let (steps, rx) = mpsc::unbounded_channel();
+        let (outbox, verdicts) = std::sync::mpsc::channel();
+        let placed = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(copy_task(
+            intake,
+            expected.clone(),
+            0,
+            rx,
+            outbox,
+            placed.clone(),
+        ));
+        steps.send(Step::Advance(Staged::Swarm, 100_000)).unwrap();
+        steps.send(Step::Ready(Staged::Swarm)).unwrap();
+        // Late progress of the same file, and the other source finishing too.
+        steps.send(Step::Advance(Staged::Swarm, 300_000)).unwrap();
+        steps.send(Step::Advance(Staged::Mirror, 300_000)).unwrap();
+        steps.send(Step::Ready(Staged::Mirror)).unwrap();
+        let verdict = |v: ToChild| match v {
+            ToChild::Verdict { placed, .. } => placed,
+            other => panic!("{other:?}"),
+        };
+        let first = tokio::task::spawn_blocking(move || {
+            let first = verdicts.recv().unwrap();
+            (first, verdicts)
+        })
+        .await
+        .unwrap();
+        assert_eq!(verdict(first.0), Ok(()));
+        // Nothing is copied any more: root's directory holds no copy in the making.
+        let second = tokio::task::spawn_blocking(move || first.1.recv().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(verdict(second), Ok(()), "the file is in the cache");
+        let copies: Vec<_> = std::fs::read_dir(&staging.work)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n != "fetch")
+            .collect();
+        assert!(copies.is_empty(), "{copies:?}");
+        drop(steps);
+        task.await.unwrap();
+        assert_eq!(placed.load(Ordering::SeqCst), 1);
+        assert_eq!(std::fs::read(cache.join(&expected.name)).unwrap(), data);
     }
 }
