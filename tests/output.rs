@@ -116,9 +116,25 @@ fn colour_follows_the_flag_then_no_color_then_pacman_conf() {
 fn progress_bars_on_a_terminal_unless_noprogressbar() {
     let b = bed();
     let env = root(&b, "");
+    // Slow enough (300 KB at 200 KB/s) for the bars to be drawn while the bytes arrive.
+    b.mirror.set_rate_limit(Some(200_000));
     let out = on_terminal(env.pactor(&["-Sy", "--noconfirm", "--color", "never", "foo"]));
+    b.mirror.set_rate_limit(None);
     assert!(out.stdout.contains("Total (2 files)"), "{:?}", out.stdout);
     assert!(!out.stdout.contains("downloading..."), "{:?}", out.stdout);
+    // pacman's bar, per file and in total: the size so far, the speed, the time left, the
+    // bar and the percentage.
+    let frames: Vec<&str> = out.stdout.split(['\r', '\n']).collect();
+    let drawn = |name: &str| {
+        frames.iter().any(|frame| {
+            frame.split(name).nth(1).is_some_and(|rest| {
+                let bar = rest.split('%').next().unwrap_or_default();
+                bar.contains("KiB/s") && bar.contains("#-")
+            })
+        })
+    };
+    assert!(drawn("Total (2 files)"), "the total bar moves: {frames:#?}");
+    assert!(drawn("foo-1.0-1-x86_64"), "a bar per file: {frames:#?}");
     assert_eq!(env.installed().len(), 2);
 
     let env = root(&b, "");
@@ -218,6 +234,23 @@ fn exit_codes_are_pacmans() {
         let out = run(pactor(args));
         assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
     }
+    // pactor's own help says what pactor adds to pacman and where the rest goes.
+    let help = run(pactor(&["-h"])).stdout;
+    for said in [
+        "prefetch",
+        "publish",
+        "seed",
+        "serve",
+        "stats",
+        "--pactor-conf",
+        "pacman",
+    ] {
+        assert!(help.contains(said), "-h mentions {said}:\n{help}");
+    }
+    assert!(
+        run(pactor(&["--version"])).stdout.starts_with("pactor "),
+        "--version is pactor's"
+    );
     // pacman's own exit code for what it handles.
     let ours = run(env.pactor(&["-Qi", "nosuch"]));
     let theirs = run(env.pacman(&["-Qi", "nosuch"]));

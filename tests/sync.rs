@@ -153,6 +153,46 @@ fn sysupgrade_takes_new_versions_and_honours_ignore() {
 }
 
 #[test]
+fn the_transaction_summary_is_pacmans() {
+    // Twin roots on one mirror, one upgraded by pactor, the other by pacman.
+    let mut b = bed(&basic_pkgs(), 1);
+    let twin = TestEnv::builder()
+        .repo("core", &[b.mirrors[0].url()])
+        .build();
+    for env in [&b.env, &twin] {
+        run(env.pacman(&["-Sy", "--noconfirm", "foo", "baz"])).assert_ok();
+    }
+    b.repo.add(&[
+        Pkg::new("bar", "1.1-1").payload(350_000),
+        Pkg::new("baz", "2.0-1").payload(5_000),
+        Pkg::new("new", "1.0-1").payload(10_000),
+    ]);
+    let summary = |out: &Output| -> Vec<String> {
+        out.stdout
+            .lines()
+            .filter(|l| {
+                [
+                    "Packages (",
+                    "Total Download Size",
+                    "Total Installed Size",
+                    "Net Upgrade Size",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
+            })
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let ours = run(b.env.pactor(&["-Syu", "--noconfirm", "new"]));
+    let theirs = run(twin.pacman(&["-Syu", "--noconfirm", "new"]));
+    ours.assert_ok();
+    theirs.assert_ok();
+    assert_eq!(summary(&ours).len(), 4, "{}", ours.stdout);
+    assert_eq!(summary(&ours), summary(&theirs));
+    assert_eq!(b.env.installed(), twin.installed());
+}
+
+#[test]
 fn needed_skips_up_to_date_targets_without_downloading() {
     let b = bed(&basic_pkgs(), 1);
     run(b.env.pactor(&["-Sy", "--noconfirm", "baz"])).assert_ok();
