@@ -149,6 +149,11 @@ fn markdown(options: &Options, runs: &[Run], fleet: &FleetTable, elapsed: Durati
     congested_section(&mut out, runs);
     fleet_section(&mut out, fleet);
     nothing_section(&mut out, runs);
+    // What the numbers say, where the targets are not met and why: written by hand after a
+    // full run, kept beside the harness so that one command still writes the whole page.
+    if !options.quick {
+        let _ = writeln!(out, "{}", include_str!("notes.md").trim_end());
+    }
     out
 }
 
@@ -169,9 +174,34 @@ fn machine() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     format!(
-        "Machine: {cores} cores ({cpu}), Linux {}; pactor at commit `{commit}`.",
-        kernel.trim()
+        "Machine: {cores} cores ({cpu}), Linux {}; pactor at commit `{commit}`. Repos, roots \
+         and caches on {}.",
+        kernel.trim(),
+        filesystem(&std::env::temp_dir())
     )
+}
+
+/// The filesystem `dir` is on, and for ext4 whether it has a journal: without one, ext4 scans
+/// recently deleted inodes at every file it creates, which weighs on whoever creates most.
+fn filesystem(dir: &std::path::Path) -> String {
+    let found = std::process::Command::new("findmnt")
+        .args(["-n", "-o", "SOURCE,FSTYPE", "-T"])
+        .arg(dir)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let mut parts = found.split_whitespace();
+    let (Some(source), Some(fstype)) = (parts.next(), parts.next()) else {
+        return "an unknown filesystem".into();
+    };
+    let device = source.rsplit('/').next().unwrap_or(source);
+    let journal = std::fs::read_to_string(format!("/sys/fs/ext4/{device}/journal_task"))
+        .map(|task| task.trim() != "<none>");
+    match (fstype, journal) {
+        ("ext4", Ok(true)) => format!("ext4 with a journal ({source})"),
+        ("ext4", Ok(false)) => format!("ext4 without a journal ({source})"),
+        _ => format!("{fstype} ({source})"),
+    }
 }
 
 fn ceiling_section(out: &mut String, runs: &[Run]) {
