@@ -123,8 +123,17 @@ fn a_signal_during_the_prefetch_loses_nothing_and_the_rerun_fetches_only_what_is
             assert_eq!(out.code, None);
             assert!(lock.exists(), "a killed pactor cannot release the lock");
         } else {
-            assert_eq!(out.code, Some(128 + signal), "{}", out.stderr);
-            assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
+            assert_eq!(
+                out.code,
+                Some(128 + signal),
+                "signal {signal}: {}",
+                out.stderr
+            );
+            assert!(
+                out.stderr.contains("interrupted"),
+                "signal {signal}: {}",
+                out.stderr
+            );
             assert!(!lock.exists(), "the lock is released");
         }
         // The download process goes with the root process, whatever killed it.

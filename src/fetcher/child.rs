@@ -143,7 +143,9 @@ fn redirect_output(outbox: &Outbox) -> Arc<RemoteBars> {
 }
 
 async fn serve(start: Start, outbox: Outbox, bars: Arc<RemoteBars>) -> ExitCode {
-    let interrupt = match Interrupt::listen() {
+    // The root process passes on the signal it got: SIGHUP too, which must stop the transfers
+    // cleanly here as it does there (its default action would kill this process mid-write).
+    let interrupt = match Interrupt::listen_like_pacman() {
         Ok(interrupt) => interrupt,
         Err(e) => {
             eprintln!("error: could not watch signals: {e}");
