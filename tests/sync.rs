@@ -790,3 +790,91 @@ fn a_broken_pactor_conf_is_an_error_naming_file_and_line() {
         out.stderr
     );
 }
+
+#[test]
+fn scriptlets_and_hooks_run_in_the_root_and_print_as_pacmans_do() {
+    // The scriptlet writes into the root (so it really ran there, chrooted) and prints a line
+    // per phase; a PostTransaction hook prints its description. Twin roots, one committed by
+    // pactor and the other by pacman, must show the same commit lines.
+    let script = |v: &str| {
+        format!(
+            "post_install() {{\n  echo \"hello: installed $1\"\n  echo {v} > /tmp/hello-mark\n}}\n\
+             post_upgrade() {{\n  echo \"hello: upgraded $2 -> $1\"\n  echo {v} > /tmp/hello-mark\n}}\n"
+        )
+    };
+    let mut b = bed(&[Pkg::new("hello", "1.0-1").install(&script("1.0"))], 1);
+    let twin = TestEnv::builder()
+        .repo("core", &[b.mirrors[0].url()])
+        .build();
+    for env in [&b.env, &twin] {
+        // libalpm runs scriptlets with its build-time shell, /bin/bash; hooks Exec what they name.
+        copy_executable(&env.root(), "/bin/bash");
+        copy_executable(&env.root(), "/bin/sh");
+        let hooks = env.system_hook_dir();
+        std::fs::create_dir_all(&hooks).unwrap();
+        std::fs::write(
+            hooks.join("greet.hook"),
+            "[Trigger]\nOperation = Install\nOperation = Upgrade\nType = Package\nTarget = hello\n\n\
+             [Action]\nDescription = Greeting the new hello...\nWhen = PostTransaction\n\
+             Exec = /bin/sh -c 'echo hook says hi'\n",
+        )
+        .unwrap();
+    }
+    let mark = |env: &TestEnv| std::fs::read_to_string(env.root().join("tmp/hello-mark"));
+    // The lines of the commit that come from the scriptlet and the hook, in order.
+    let commit_lines = |out: &Output| -> Vec<String> {
+        out.stdout
+            .lines()
+            .filter(|l| {
+                l.starts_with("hello: ")
+                    || l.contains("hook says hi")
+                    || l.contains("Greeting the new hello")
+                    || l.contains("post-transaction hooks")
+            })
+            .map(|l| l.trim().to_owned())
+            .collect()
+    };
+
+    let ours = run(b.env.pactor(&["-Sy", "--noconfirm", "hello"]));
+    let theirs = run(twin.pacman(&["-Sy", "--noconfirm", "hello"]));
+    ours.assert_ok();
+    theirs.assert_ok();
+    assert_eq!(mark(&b.env).unwrap(), "1.0\n");
+    assert!(!ours.stderr.contains("error:"), "{}", ours.stderr);
+    let lines = commit_lines(&ours);
+    assert!(
+        lines.contains(&"hello: installed 1.0-1".to_owned()),
+        "{}",
+        ours.stdout
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("hook says hi")),
+        "{}",
+        ours.stdout
+    );
+    assert_eq!(lines, commit_lines(&theirs));
+
+    b.repo
+        .add(&[Pkg::new("hello", "2.0-1").install(&script("2.0"))]);
+    let ours = run(b.env.pactor(&["-Syu", "--noconfirm"]));
+    let theirs = run(twin.pacman(&["-Syu", "--noconfirm"]));
+    ours.assert_ok();
+    theirs.assert_ok();
+    assert_eq!(mark(&b.env).unwrap(), "2.0\n");
+    let lines = commit_lines(&ours);
+    assert!(
+        lines.contains(&"hello: upgraded 1.0-1 -> 2.0-1".to_owned()),
+        "{}",
+        ours.stdout
+    );
+    assert_eq!(lines, commit_lines(&theirs));
+
+    // --noscriptlet: the package is reinstalled, its scriptlet neither runs nor prints.
+    std::fs::remove_file(b.env.root().join("tmp/hello-mark")).unwrap();
+    let out = run(b
+        .env
+        .pactor(&["-S", "--noconfirm", "--noscriptlet", "hello"]));
+    out.assert_ok();
+    assert!(mark(&b.env).is_err(), "the scriptlet ran");
+    assert!(!out.stdout.contains("hello: "), "{}", out.stdout);
+}

@@ -17,6 +17,8 @@ pub struct Pkg {
     pub groups: Vec<String>,
     pub files: Vec<(String, Vec<u8>)>,
     pub payload: usize,
+    /// The `.INSTALL` scriptlet, as makepkg stores a PKGBUILD's `install=` file.
+    pub install: Option<String>,
 }
 
 impl Pkg {
@@ -32,6 +34,7 @@ impl Pkg {
             groups: vec![],
             files: vec![],
             payload: 0,
+            install: None,
         }
     }
     pub fn arch(mut self, arch: &str) -> Self {
@@ -66,6 +69,12 @@ impl Pkg {
     /// name and version, so a package has a realistic size.
     pub fn payload(mut self, n: usize) -> Self {
         self.payload = n;
+        self
+    }
+
+    /// An install scriptlet (`post_install() { … }` and so on), run by alpm in the root.
+    pub fn install(mut self, script: &str) -> Self {
+        self.install = Some(script.into());
         self
     }
 
@@ -122,6 +131,11 @@ impl Pkg {
             }
         }
         std::fs::write(root.join(".PKGINFO"), info).unwrap();
+        let mut meta = vec![".PKGINFO"];
+        if let Some(script) = &self.install {
+            std::fs::write(root.join(".INSTALL"), script).unwrap();
+            meta.push(".INSTALL");
+        }
         // Fixed mtimes make the archive depend on the content only.
         for entry in walk(root) {
             let _ = Command::new("touch")
@@ -135,7 +149,7 @@ impl Pkg {
             .env("LANG", "C")
             .args(["-czf", ".MTREE", "--format=mtree"])
             .arg("--options=!all,use-set,type,uid,gid,mode,time,size,md5,sha256,link")
-            .arg(".PKGINFO")
+            .args(&meta)
             .args(&top_dirs);
         check(mtree);
         std::fs::create_dir_all(out_dir).unwrap();
@@ -146,7 +160,8 @@ impl Pkg {
                 "--uid", "0", "--gid", "0", "--uname", "root", "--gname", "root", "--zstd", "-cf",
             ])
             .arg(&out)
-            .args([".PKGINFO", ".MTREE"])
+            .args(&meta)
+            .arg(".MTREE")
             .args(&top_dirs);
         check(tar);
         out
