@@ -1,7 +1,8 @@
 //! Shell completion, generated from the clap definition at completion time (clap_complete's
 //! `CompleteEnv` engine): the scripts in `completions/` only register `pactor` as its own
 //! completer, so options, subcommands and paths always match the installed binary, and
-//! package and group names come from the sync databases, as pacman's completion offers them.
+//! package and group names come from the databases, as pacman's completion offers them: the
+//! sync ones for `-S`, the local one for the operations pactor hands to pacman (`-R`, `-Q`).
 //!
 //! The scripts and the binary ship in the same package, which is what keeps the (unstable)
 //! protocol between them in step.
@@ -9,7 +10,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
-use clap_complete::engine::CompletionCandidate;
+use clap_complete::engine::{CompletionCandidate, ValueCompleter};
 use clap_complete::env::{Bash, EnvCompleter, Fish, Zsh};
 
 use crate::cli::{self, Generate};
@@ -58,11 +59,68 @@ pub fn write_registration(kind: Generate, out: &mut dyn std::io::Write) -> std::
     out.write_all(script.as_bytes())
 }
 
-/// Targets of `-S`: package names, `repo/name`, and group names.
+/// Targets, for the operation on the line being completed, as pacman's own completion offers
+/// them: for `-S`, package names, `repo/name` and group names; for the operations pactor
+/// passes to pacman, installed packages (`-R`, `-Q`, `-D`), package files (`-U`) or sync
+/// packages (`-F`, `-T`).
 pub fn targets(current: &OsStr) -> Vec<CompletionCandidate> {
-    let mut out = packages(current);
-    out.extend(groups(current));
-    out
+    match operation(&completed_words()) {
+        'R' | 'Q' | 'D' => installed(current),
+        'U' => clap_complete::engine::PathCompleter::file().complete(current),
+        'F' | 'T' => packages(current),
+        _ => {
+            let mut out = packages(current);
+            out.extend(groups(current));
+            out
+        }
+    }
+}
+
+/// The operation letter of a pacman command line (`S` for `-Syu` or `--sync`); `S` when
+/// there is none yet, since that is what pactor itself runs.
+fn operation(words: &[OsString]) -> char {
+    const LONG: [(&str, char); 7] = [
+        ("--sync", 'S'),
+        ("--remove", 'R'),
+        ("--query", 'Q'),
+        ("--upgrade", 'U'),
+        ("--database", 'D'),
+        ("--files", 'F'),
+        ("--deptest", 'T'),
+    ];
+    for word in words.iter().skip(1).filter_map(|w| w.to_str()) {
+        if word == "--" {
+            break;
+        }
+        if let Some(&(_, op)) = LONG.iter().find(|(long, _)| *long == word) {
+            return op;
+        }
+        if let Some(letters) = word.strip_prefix('-').filter(|l| !l.starts_with('-')) {
+            if let Some(op) = letters.chars().find(|c| "SRQUDFT".contains(*c)) {
+                return op;
+            }
+        }
+    }
+    'S'
+}
+
+/// Installed package names, from the local database.
+fn installed(current: &OsStr) -> Vec<CompletionCandidate> {
+    let Some(current) = current.to_str() else {
+        return Vec::new();
+    };
+    let Some(alpm) = databases() else {
+        return Vec::new();
+    };
+    alpm.localdb()
+        .pkgs()
+        .iter()
+        .filter(|pkg| pkg.name().starts_with(current))
+        .map(|pkg| {
+            let help = pkg.desc().map(|d| d.to_owned().into());
+            CompletionCandidate::new(pkg.name()).help(help)
+        })
+        .collect()
 }
 
 /// Package names from the sync databases (with `repo/` when the word has a slash), with
@@ -71,7 +129,7 @@ pub fn packages(current: &OsStr) -> Vec<CompletionCandidate> {
     let Some(current) = current.to_str() else {
         return Vec::new();
     };
-    let Some(alpm) = sync_databases() else {
+    let Some(alpm) = databases() else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -96,7 +154,7 @@ pub fn groups(current: &OsStr) -> Vec<CompletionCandidate> {
     let Some(current) = current.to_str() else {
         return Vec::new();
     };
-    let Some(alpm) = sync_databases() else {
+    let Some(alpm) = databases() else {
         return Vec::new();
     };
     let mut names: Vec<String> = alpm
@@ -119,10 +177,10 @@ pub fn groups(current: &OsStr) -> Vec<CompletionCandidate> {
         .collect()
 }
 
-/// An alpm handle on the sync databases the command line being completed would use: its
+/// An alpm handle on the databases the command line being completed would use: its
 /// `--config`, `--root` and `--dbpath` are honoured. Any failure means no candidates: a
 /// completion must never print errors into the shell's line.
-fn sync_databases() -> Option<alpm::Alpm> {
+fn databases() -> Option<alpm::Alpm> {
     let words = completed_words();
     let value_of = |names: &[&str]| -> Option<PathBuf> {
         let mut found = None;

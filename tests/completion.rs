@@ -198,3 +198,40 @@ fn zsh_completes_on_the_first_tab_of_an_autoloaded_function() {
     assert_eq!(found, ["foobar"]);
     assert_eq!(zsh("pactor seed --li").unwrap(), ["--listen"]);
 }
+
+#[test]
+fn other_operations_complete_what_pacmans_completion_offers() {
+    let b = bed();
+    run(b.env.pacman(&["-S", "--noconfirm", "foo", "bar"])).assert_ok();
+    let conf = b.env.conf().to_str().unwrap();
+    // -R, -Q and -D: installed packages only (foobar and fortune are in the sync dbs only).
+    assert_eq!(bash(&["pactor", "--config", conf, "-R", "f"]), ["foo"]);
+    assert_eq!(bash(&["pactor", "--config", conf, "-Rns", "b"]), ["bar"]);
+    assert_eq!(bash(&["pactor", "--config", conf, "-Qi", "f"]), ["foo"]);
+    assert_eq!(
+        bash(&["pactor", "--config", conf, "--query", "--list", "f"]),
+        ["foo"]
+    );
+    assert_eq!(
+        bash(&["pactor", "--config", conf, "-D", "--asdeps", "f"]),
+        ["foo"]
+    );
+    // -F and -T: sync packages; -S (and no operation yet) also groups.
+    assert_eq!(
+        bash(&["pactor", "--config", conf, "-T", "fo"]),
+        ["foo", "foobar", "fortune"]
+    );
+    assert_eq!(bash(&["pactor", "--config", conf, "-Syu", "t"]), ["tools"]);
+    // -U: package files.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x-1-1-any.pkg.tar.zst");
+    std::fs::write(&file, b"").unwrap();
+    let typed = format!("{}/x", dir.path().display());
+    assert_eq!(
+        bash(&["pactor", "-U", &typed]),
+        [file.display().to_string()]
+    );
+    if let Some(found) = fish(&format!("pactor --config {conf} -R fo")) {
+        assert_eq!(found, ["foo"]);
+    }
+}
