@@ -95,10 +95,10 @@ fn operation(words: &[OsString]) -> char {
         if let Some(&(_, op)) = LONG.iter().find(|(long, _)| *long == word) {
             return op;
         }
-        if let Some(letters) = word.strip_prefix('-').filter(|l| !l.starts_with('-')) {
-            if let Some(op) = letters.chars().find(|c| "SRQUDFT".contains(*c)) {
-                return op;
-            }
+        if let Some(letters) = word.strip_prefix('-').filter(|l| !l.starts_with('-'))
+            && let Some(op) = letters.chars().find(|c| "SRQUDFT".contains(*c))
+        {
+            return op;
         }
     }
     'S'
