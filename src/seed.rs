@@ -2,7 +2,8 @@
 //! every file listed in its `<repo>.torrents` whose bytes give the listed infohash. Without it
 //! it serves the local pacman cache: only files whose sha256 matches an entry of the current
 //! sync databases, never another file of the cache, never through a symlink. Either way files
-//! are read-only to it, and it rescans so new and removed files are picked up without a restart:
+//! are read-only to it, and it rescans so new and removed files (and trackers new in an index)
+//! are picked up without a restart:
 //! every `--rescan` seconds, and at once on SIGHUP (which the pacman hook has systemd send after
 //! each transaction). Its upload total goes to the statistics every minute and at exit.
 //! A file is read once: what was proven is recorded in `StateDir` ([`Proven`]), so a restart
@@ -77,19 +78,11 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         };
         SocketAddr::from(([0, 0, 0, 0], port))
     });
-    let mut trackers = settings.trackers.clone();
-    if let Catalog::Dirs(dirs) = &catalog {
-        for index in dirs.iter().flat_map(|dir| read_indexes(dir)) {
-            trackers.extend(index.trackers);
-        }
-    }
-    trackers.sort();
-    trackers.dedup();
     let config = SwarmConfig {
         listen: Some(listen),
         dht: settings.dht,
         lsd: settings.lsd,
-        trackers,
+        trackers: trackers(&settings.trackers, &catalog),
         upload_bps,
         download_bps: None,
         peer_limit: args.peer_limit,
@@ -114,7 +107,24 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         let mut proven = Proven::load(&settings.state_dir, &label);
         let mut save_failed = false;
         let mut flush = tokio::time::interval(rescan_every.min(STATS_FLUSH));
+        let mut announced = config.trackers.clone();
         'run: loop {
+            // A tracker added to an index since the last scan: every torrent is added again
+            // with it (the proven-files record spares the hashing), as librqbit cannot add an
+            // announce URL to a live torrent.
+            let now = trackers(&settings.trackers, &catalog);
+            let added: Vec<&String> = now.iter().filter(|t| !announced.contains(t)).collect();
+            if !added.is_empty() {
+                say(&format!(
+                    ":: new trackers in the index: {}; announcing every file there",
+                    added.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+                swarm.add_trackers(&now);
+                for (_, s) in seeded.drain() {
+                    swarm.forget(&s.handle, false).await;
+                }
+                announced = now;
+            }
             match wanted(&catalog) {
                 Ok(wanted) => {
                     rescan(&swarm, wanted, &mut seeded, &mut rejected, &mut proven).await;
@@ -152,6 +162,20 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         swarm.stop().await;
         anyhow::Ok(())
     })
+}
+
+/// Where the seeder announces: pactor.conf's `Tracker =` lines and, for published
+/// directories, their indexes' trackers.
+fn trackers(configured: &[String], catalog: &Catalog) -> Vec<String> {
+    let mut trackers = configured.to_vec();
+    if let Catalog::Dirs(dirs) = catalog {
+        for index in dirs.iter().flat_map(|dir| read_indexes(dir)) {
+            trackers.extend(index.trackers);
+        }
+    }
+    trackers.sort();
+    trackers.dedup();
+    trackers
 }
 
 /// The files the catalog allows, by name.

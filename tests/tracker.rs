@@ -245,6 +245,35 @@ fn two_seeders_and_a_tracker_serve_an_upgrade() {
 }
 
 #[test]
+fn a_tracker_added_to_the_index_reaches_a_running_seeder() {
+    let pkgs = [
+        Pkg::new("foo", "1.0-1").payload(300_000),
+        Pkg::new("bar", "1.0-1").payload(200_000),
+    ];
+    let b = tracker_bed(&pkgs);
+    let conf = b.tmp.path().join("empty.conf");
+    let names: Vec<String> = pkgs.iter().map(Pkg::filename).collect();
+    let (seeder, _) = seeder(&b.dir, &conf, None, 2);
+    wait_tracked(&b.announce, &b.dir, &names, 1);
+    // The operator adds a second tracker to the index; the running seeder, told by SIGHUP
+    // (as the pacman hook and `systemctl reload` do), announces every file there too.
+    let (_second, second) = tracker(&b.tmp.path().join("second"), &b.dir);
+    let mut cmd = Command::new(pactor_bin());
+    cmd.arg("publish").arg(&b.dir).args([
+        "--tracker",
+        &b.announce,
+        "--tracker",
+        &second,
+        "--torrent-files",
+    ]);
+    run(cmd).assert_ok();
+    seeder.signal(libc::SIGHUP);
+    seeder.wait_for(|l| l.contains("new trackers in the index") && l.contains(&second));
+    seeder.wait_seeding(2);
+    wait_tracked(&second, &b.dir, &names, 1);
+}
+
+#[test]
 fn a_seeder_killed_mid_transfer_is_replaced_by_the_other_then_by_the_mirror() {
     let pkgs = [Pkg::new("big", "1.0-1").payload(4_000_000)];
     let b = tracker_bed(&pkgs);
