@@ -1579,6 +1579,14 @@ impl PeerHandler {
             );
         }
 
+        // pactor: a request supersedes an earlier cancel of the same chunk. A cancel that
+        // arrived after the chunk was sent is never consumed by the upload scheduler; kept, it
+        // silently dropped the chunk when the peer asked for it again (the thief of a piece
+        // died and the piece came back to this seeder), and that piece never completed.
+        self.state
+            .cancelled_uploads
+            .lock()
+            .remove(&(self.addr, request.index, request.begin));
         self.state
             .ratelimit_upload_tx
             .send((self.tx.clone(), chunk_info, self.addr))?;
