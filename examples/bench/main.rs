@@ -27,6 +27,9 @@ pub struct Options {
     /// Scenarios to run (default: all)
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<scenarios::Scenario>,
+    /// Workloads of the ceiling scenario (default: all), for a focused look
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub workloads: Vec<workload::Kind>,
     /// Repetitions of each contender (alternated); the fleet runs once per K
     #[arg(long, default_value_t = 3)]
     pub reps: usize,

@@ -71,6 +71,9 @@ pub fn run_all(options: &Options) -> Vec<Run> {
     let mut runs = Vec::new();
     if wanted(Scenario::Ceiling) {
         for kind in [Kind::Typical, Kind::Big, Kind::Small] {
+            if !options.workloads.is_empty() && !options.workloads.contains(&kind) {
+                continue;
+            }
             runs.extend(ceiling(options, kind));
         }
     }
