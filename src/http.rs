@@ -158,10 +158,43 @@ impl Http {
         })
     }
 
-    async fn stream_body(
+    /// Downloads all of `url` into memory (at most `max_len` bytes): for small files, where a
+    /// staging file would cost more than the bytes (its creation and removal) and a lost
+    /// transfer is cheap to repeat.
+    pub async fn fetch_to_memory(
+        &self,
+        url: &str,
+        max_len: u64,
+        on_bytes: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Vec<u8>, FetchError> {
+        let request = self.client()?.get(url);
+        let response = tokio::select! {
+            biased;
+            _ = self.interrupt.wait() => return Err(FetchError::Interrupted),
+            response = self.idle_bound(request.send()) => response??,
+        };
+        match response.status() {
+            StatusCode::OK => {}
+            status => return Err(FetchError::Status(status)),
+        }
+        let mut body = Vec::with_capacity(usize::try_from(max_len).unwrap_or(0));
+        let mut len = 0;
+        match self
+            .stream_body(response, &mut body, &mut len, Some(max_len), on_bytes)
+            .await
+        {
+            Ok(()) => Ok(body),
+            // The whole file arrived before the connection broke (a Content-Length too
+            // large): the bytes are judged like any others, as a staged file's would be.
+            Err(FetchError::Http(_) | FetchError::Idle(_)) if len == max_len => Ok(body),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn stream_body<W: tokio::io::AsyncWrite + Unpin>(
         &self,
         response: reqwest::Response,
-        writer: &mut BufWriter<tokio::fs::File>,
+        writer: &mut W,
         len: &mut u64,
         max_len: Option<u64>,
         on_bytes: &(dyn Fn(u64) + Send + Sync),

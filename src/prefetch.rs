@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 
 use crate::fetcher::Handover;
 use crate::fetcher::protocol::{Refusal, Staged};
-use crate::http::{FetchError, Http};
+use crate::http::{FetchError, Fetched, Http};
 use crate::index::{Entry, Index};
 use crate::progress::{DownloadProgress, FileProgress, Source};
 use crate::swarm::{Handle, Swarm, SwarmConfig, Target};
@@ -488,25 +488,18 @@ impl Prefetch {
                     let _ = std::fs::remove_file(&part);
                 }
                 let started = Instant::now();
-                match self
-                    .http
-                    .fetch(&url, &part, Some(file.size), &advance)
-                    .await
-                {
-                    Ok(fetched) => {
+                // A small file with nothing to resume comes whole over the pipe: no staging
+                // file to create and remove.
+                let fetched =
+                    if resumed_from == 0 && self.handover.takes_inline(&file.filename, file.size) {
+                        self.fetch_inline(&url, file, &advance).await
+                    } else {
+                        self.fetch_staged(&url, &part, file, &advance).await
+                    };
+                match fetched {
+                    Ok((fetched, placed)) => {
                         self.mirror_rate
                             .record(fetched.transferred, started.elapsed());
-                        // The root process hashes the copy it takes (while the bytes arrive)
-                        // and judges it against the database; the size is checked here.
-                        let placed = if fetched.len == file.size {
-                            self.handover.place(file, Staged::Mirror).await
-                        } else {
-                            let _ = std::fs::remove_file(&part);
-                            Err(Refusal::Mismatch(format!(
-                                "has {} bytes where the database says {}",
-                                fetched.len, file.size
-                            )))
-                        };
                         match placed {
                             Ok(()) => return Ok(()),
                             Err(Refusal::Mismatch(why)) => {
@@ -542,6 +535,47 @@ impl Prefetch {
             }
         }
         Err(last_error)
+    }
+
+    /// One mirror transfer into the staging directory, offered to the root process, which
+    /// hashes the copy it takes (while the bytes arrive) and judges it against the database;
+    /// the size is checked here.
+    async fn fetch_staged(
+        &self,
+        url: &str,
+        part: &Path,
+        file: &PackageFile,
+        advance: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(Fetched, Result<(), Refusal>), FetchError> {
+        let fetched = self.http.fetch(url, part, Some(file.size), advance).await?;
+        let placed = if fetched.len == file.size {
+            self.handover.place(file, Staged::Mirror).await
+        } else {
+            let _ = std::fs::remove_file(part);
+            Err(size_mismatch(fetched.len, file.size))
+        };
+        Ok((fetched, placed))
+    }
+
+    /// One mirror transfer into memory, sent whole to the root process to judge and place.
+    async fn fetch_inline(
+        &self,
+        url: &str,
+        file: &PackageFile,
+        advance: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(Fetched, Result<(), Refusal>), FetchError> {
+        let bytes = self.http.fetch_to_memory(url, file.size, advance).await?;
+        let len = bytes.len() as u64;
+        let fetched = Fetched {
+            len,
+            transferred: len,
+        };
+        let placed = if len == file.size {
+            self.handover.place_inline(file, bytes).await
+        } else {
+            Err(size_mismatch(len, file.size))
+        };
+        Ok((fetched, placed))
     }
 
     /// Places `<file>.sig` in the cache: from the database when it carries the signature (no
@@ -590,6 +624,10 @@ impl Prefetch {
 }
 
 /// The mirrors' staging file for a package.
+fn size_mismatch(len: u64, size: u64) -> Refusal {
+    Refusal::Mismatch(format!("has {len} bytes where the database says {size}"))
+}
+
 fn part_path(staging: &Path, file: &PackageFile) -> PathBuf {
     staging.join(format!("{}.part", file.filename))
 }

@@ -26,6 +26,14 @@ fn pkgs() -> Vec<Pkg> {
     ]
 }
 
+/// The same, with foo under the size the download process sends whole over its pipe
+/// (256 KiB) instead of staging it in a `.part` file.
+fn inline_pkgs() -> Vec<Pkg> {
+    let mut pkgs = pkgs();
+    pkgs[0] = Pkg::new("foo", "1.0-1").depends("bar").payload(150_000);
+    pkgs
+}
+
 fn bed_with(pkgs: &[Pkg], mirrors: usize, download_user: Option<&str>) -> Bed {
     let tmp = tempfile::tempdir().unwrap();
     let mut repo = Repo::new(&tmp.path().join("repo"), "core");
@@ -330,68 +338,71 @@ fn a_full_staging_filesystem_is_a_clear_error_and_the_cache_is_intact() {
 /// second. The same fault on every mirror: a clear error. Either within the timeouts.
 #[test]
 fn every_mirror_fault_ends_in_the_next_mirror_or_a_clear_error_never_a_hang() {
-    let foo = pkgs()[0].filename();
-    let faults = [
-        Fault::Status(404),
-        Fault::Status(500),
-        Fault::Reset,
-        Fault::Truncate(100_000),
-        Fault::WrongContentLength(50_000),
-        Fault::WrongContentLength(-50_000),
-        Fault::StallAfterHeaders,
-        Fault::Trickle(1),
-    ];
-    for fault in faults {
-        for everywhere in [false, true] {
-            let b = bed(2);
-            b.env
-                .write_pactor_conf("[options]\nIdleTimeout = 2\nConnectTimeout = 2\n");
-            run(b.env.pactor(&["-Sy"])).assert_ok();
-            let faulty = if everywhere {
-                &b.mirrors[..]
-            } else {
-                &b.mirrors[..1]
-            };
-            for m in faulty {
-                m.set_fault(&foo, fault.clone());
+    // foo staged in a `.part` file, then foo sent whole over the download process's pipe.
+    for pkgs in [pkgs(), inline_pkgs()] {
+        let foo = pkgs[0].filename();
+        let faults = [
+            Fault::Status(404),
+            Fault::Status(500),
+            Fault::Reset,
+            Fault::Truncate(100_000),
+            Fault::WrongContentLength(50_000),
+            Fault::WrongContentLength(-50_000),
+            Fault::StallAfterHeaders,
+            Fault::Trickle(1),
+        ];
+        for fault in faults {
+            for everywhere in [false, true] {
+                let b = bed_with(&pkgs, 2, None);
+                b.env
+                    .write_pactor_conf("[options]\nIdleTimeout = 2\nConnectTimeout = 2\n");
+                run(b.env.pactor(&["-Sy"])).assert_ok();
+                let faulty = if everywhere {
+                    &b.mirrors[..]
+                } else {
+                    &b.mirrors[..1]
+                };
+                for m in faulty {
+                    m.set_fault(&foo, fault.clone());
+                }
+                let started = Instant::now();
+                let out = run(b.env.pactor(&["-S", "--noconfirm", "foo"]));
+                let took = started.elapsed();
+                // Two mirrors, each given at most an idle timeout (2 s) or a connect timeout.
+                assert!(took < Duration::from_secs(15), "{fault:?}: took {took:?}");
+                // A Content-Length too large still brings the whole file before the connection
+                // breaks: those bytes are complete and verify, so that mirror is enough.
+                let whole_file_anyway = matches!(fault, Fault::WrongContentLength(d) if d > 0);
+                if everywhere && !whole_file_anyway {
+                    assert_eq!(out.code, Some(1), "{fault:?}: {}", out.stderr);
+                    assert!(
+                        out.stderr.contains(&format!(
+                            "error: failed retrieving file '{foo}' from all mirrors"
+                        )),
+                        "{fault:?}: {}",
+                        out.stderr
+                    );
+                    assert!(b.env.installed().is_empty(), "{fault:?}");
+                    assert!(
+                        !b.env.cache_files().contains(&foo),
+                        "{fault:?}: {:?}",
+                        b.env.cache_files()
+                    );
+                } else {
+                    out.assert_ok();
+                    assert_eq!(names(&b.env), ["bar-1.0-1", "foo-1.0-1"], "{fault:?}");
+                    assert!(
+                        whole_file_anyway || b.mirrors[1].count(&foo) >= 1,
+                        "{fault:?}"
+                    );
+                    assert_eq!(
+                        std::fs::read(b.env.cache_dir().join(&foo)).unwrap(),
+                        std::fs::read(b.repo.path(&pkgs[0])).unwrap(),
+                        "{fault:?}"
+                    );
+                }
+                let _ = &b.tmp;
             }
-            let started = Instant::now();
-            let out = run(b.env.pactor(&["-S", "--noconfirm", "foo"]));
-            let took = started.elapsed();
-            // Two mirrors, each given at most an idle timeout (2 s) or a connect timeout.
-            assert!(took < Duration::from_secs(15), "{fault:?}: took {took:?}");
-            // A Content-Length too large still brings the whole file before the connection
-            // breaks: those bytes are complete and verify, so that mirror is enough.
-            let whole_file_anyway = matches!(fault, Fault::WrongContentLength(d) if d > 0);
-            if everywhere && !whole_file_anyway {
-                assert_eq!(out.code, Some(1), "{fault:?}: {}", out.stderr);
-                assert!(
-                    out.stderr.contains(&format!(
-                        "error: failed retrieving file '{foo}' from all mirrors"
-                    )),
-                    "{fault:?}: {}",
-                    out.stderr
-                );
-                assert!(b.env.installed().is_empty(), "{fault:?}");
-                assert!(
-                    !b.env.cache_files().contains(&foo),
-                    "{fault:?}: {:?}",
-                    b.env.cache_files()
-                );
-            } else {
-                out.assert_ok();
-                assert_eq!(names(&b.env), ["bar-1.0-1", "foo-1.0-1"], "{fault:?}");
-                assert!(
-                    whole_file_anyway || b.mirrors[1].count(&foo) >= 1,
-                    "{fault:?}"
-                );
-                assert_eq!(
-                    std::fs::read(b.env.cache_dir().join(&foo)).unwrap(),
-                    std::fs::read(b.repo.path(&pkgs()[0])).unwrap(),
-                    "{fault:?}"
-                );
-            }
-            let _ = &b.tmp;
         }
     }
 }

@@ -21,7 +21,8 @@ struct Bed {
 
 fn pkgs() -> Vec<Pkg> {
     vec![
-        Pkg::new("foo", "1.0-1").payload(200_000),
+        // foo is staged in a `.part` file (over 256 KiB), bar sent whole over the pipe.
+        Pkg::new("foo", "1.0-1").payload(300_000),
         Pkg::new("bar", "1.0-1").payload(1000),
     ]
 }

@@ -427,6 +427,36 @@ impl Handover {
         verdict
     }
 
+    /// Whether a mirror's copy of `name` should come whole over the pipe rather than be
+    /// staged: a small file the swarm does not know (a copy to seed must be on disk).
+    pub fn takes_inline(&self, name: &str, size: u64) -> bool {
+        size <= protocol::MAX_INLINE_FILE
+            && !self
+                .seedable
+                .lock()
+                .expect("no poisoning")
+                .contains_key(name)
+    }
+
+    /// Offers a small mirror copy, whole, to the root process, which verifies it and places it
+    /// in the cache.
+    pub async fn place_inline(&self, file: &PackageFile, bytes: Vec<u8>) -> Result<(), Refusal> {
+        let Some(&id) = self.ids.get(&file.filename) else {
+            return Err(Refusal::Failed("not a file of this transaction".into()));
+        };
+        let (tx, rx) = oneshot::channel();
+        self.verdicts
+            .lock()
+            .expect("no poisoning")
+            .insert((id, Staged::Mirror), tx);
+        self.outbox.send(ToParent::ReadyInline {
+            file: id,
+            bytes: protocol::Base64(bytes),
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(Refusal::Failed("the root process went away".into())))
+    }
+
     /// A mirror's copy, now in the cache: kept to be seeded if the swarm knows the file,
     /// removed otherwise.
     fn keep_mirror_copy(&self, name: &str, path: PathBuf) {

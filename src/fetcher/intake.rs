@@ -171,8 +171,35 @@ impl Intake {
         if bytes.is_empty() {
             return Err(Refusal::Mismatch("an empty signature".into()));
         }
-        let sig_name = format!("{name}.sig");
-        let tmp = self.staging.work.join(&sig_name);
+        self.write_into_cache(&format!("{name}.sig"), &bytes)
+    }
+
+    /// A small file the child sent whole over the pipe (from a mirror): checked against the
+    /// database, written to a file only root can write, and renamed into the cache. The bytes
+    /// are the root process's own once received, so no copy is needed.
+    pub fn place_bytes(&self, expected: &Expected, bytes: &[u8]) -> Result<(), Refusal> {
+        if bytes.len() as u64 != expected.size {
+            return Err(Refusal::Mismatch(format!(
+                "has {} bytes where the database says {}",
+                bytes.len(),
+                expected.size
+            )));
+        }
+        if expected
+            .sha256
+            .is_some_and(|want| want != <[u8; 32]>::from(Sha256::digest(bytes)))
+        {
+            return Err(Refusal::Mismatch(
+                "is corrupted (sha256 does not match the database)".into(),
+            ));
+        }
+        self.write_into_cache(&expected.name, bytes)
+    }
+
+    /// Writes verified bytes to a new file in the work directory and renames it into the cache
+    /// as `name`.
+    fn write_into_cache(&self, name: &str, bytes: &[u8]) -> Result<(), Refusal> {
+        let tmp = self.staging.work.join(format!("{name}.inline"));
         let _ = std::fs::remove_file(&tmp);
         let written = std::fs::OpenOptions::new()
             .write(true)
@@ -180,11 +207,11 @@ impl Intake {
             .mode(0o644)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)
-            .and_then(|mut f| f.write_all(&bytes))
-            .and_then(|()| std::fs::rename(&tmp, self.dest.join(&sig_name)));
+            .and_then(|mut f| f.write_all(bytes))
+            .and_then(|()| std::fs::rename(&tmp, self.dest.join(name)));
         written.map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            Refusal::Failed(format!("could not place {sig_name}: {e}"))
+            Refusal::Failed(format!("could not place {name}: {e}"))
         })
     }
 

@@ -23,8 +23,8 @@ use tokio::task::JoinHandle;
 
 use super::intake::{Expected, Intake};
 use super::protocol::{
-    self, Failure, FrameError, IndexOutcome, IndexRequest, Level, PrefetchJob, Progress, Refusal,
-    Report, Staged, Start, ToChild, ToParent, VERSION, clean,
+    self, Failure, FrameError, IndexOutcome, IndexRequest, Level, MAX_INLINE_FILE, PrefetchJob,
+    Progress, Refusal, Report, Staged, Start, ToChild, ToParent, VERSION, clean,
 };
 use super::sandbox::{self, Plan, Staging};
 use crate::indexes::{self, Fetched, Stale};
@@ -336,6 +336,11 @@ impl Fetcher {
                         break Err(self.refuse(&why));
                     }
                 }
+                ToParent::ReadyInline { file, bytes } => {
+                    if let Err(why) = run.ready_inline(file, bytes.0) {
+                        break Err(self.refuse(&why));
+                    }
+                }
                 ToParent::PrefetchDone(result) => break Ok(result),
                 other => break Err(self.refuse(&format!("{other:?}"))),
             }
@@ -425,6 +430,8 @@ enum Step {
     Advance(Staged, u64),
     /// The child offers this staged file, complete.
     Ready(Staged),
+    /// The child sent the whole file from a mirror (a small one) over the pipe.
+    Inline(Vec<u8>),
 }
 
 impl Run<'_> {
@@ -512,6 +519,18 @@ impl Run<'_> {
         Ok(())
     }
 
+    fn ready_inline(&mut self, file: u32, bytes: Vec<u8>) -> Result<(), String> {
+        let size = self.file(file)?.size;
+        if size > MAX_INLINE_FILE || bytes.len() as u64 > size {
+            return Err(format!(
+                "{} bytes sent inline for a file of {size}",
+                bytes.len()
+            ));
+        }
+        self.pipe(file)?.steps.send(Step::Inline(bytes)).ok();
+        Ok(())
+    }
+
     fn pipe(&mut self, file: u32) -> Result<&Pipe, String> {
         let f = self.file(file)?;
         let expected = Expected {
@@ -563,12 +582,36 @@ async fn copy_task(
     while let Some(step) = steps.recv().await {
         match step {
             Step::Advance(..) if placed_once => {}
-            Step::Ready(staged) if placed_once => {
+            Step::Ready(_) | Step::Inline(_) if placed_once => {
                 // The other source finished too: the verified copy is already in the cache.
+                let staged = match step {
+                    Step::Ready(staged) => staged,
+                    _ => Staged::Mirror,
+                };
                 let _ = outbox.send(ToChild::Verdict {
                     file,
                     staged,
                     placed: Ok(()),
+                });
+            }
+            Step::Inline(bytes) => {
+                // A mirror copy begun from the staging directory is of no further use.
+                if copy.as_ref().is_some_and(|c| c.staged == Staged::Mirror) {
+                    copy = None;
+                }
+                let (intake, expected) = (intake.clone(), expected.clone());
+                let verdict =
+                    tokio::task::spawn_blocking(move || intake.place_bytes(&expected, &bytes))
+                        .await
+                        .unwrap_or_else(|e| Err(Refusal::Failed(e.to_string())));
+                if verdict.is_ok() {
+                    placed.fetch_add(1, Ordering::SeqCst);
+                    placed_once = true;
+                }
+                let _ = outbox.send(ToChild::Verdict {
+                    file,
+                    staged: Staged::Mirror,
+                    placed: verdict,
                 });
             }
             Step::Advance(staged, upto) => {

@@ -18,13 +18,17 @@ use serde::{Deserialize, Serialize};
 use crate::transaction::PackageFile;
 
 /// Bumped whenever a message changes meaning.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The largest message the root process reads from the child: progress and offers are a few
 /// dozen bytes.
 pub const MAX_FRAME: usize = 4 << 20;
 /// The largest message the child reads from the root process, which it trusts: a job carries
 /// the repos' torrent indexes (Arch's largest is a few MiB; each may be up to 64 MiB).
 pub const MAX_JOB_FRAME: usize = 512 << 20;
+/// The largest file the child sends over the pipe ([`ToParent::ReadyInline`]) rather than
+/// staging it: for files this small, creating and removing a staging file costs more than
+/// the bytes. Its base64 fits well within [`MAX_FRAME`].
+pub const MAX_INLINE_FILE: u64 = 256 << 10;
 /// Text from the child is cut to this many characters.
 pub const MAX_TEXT: usize = 2048;
 
@@ -180,6 +184,13 @@ pub enum ToParent {
     Ready {
         file: u32,
         staged: Staged,
+    },
+    /// A small file from a mirror, whole, sent instead of staged (at most
+    /// [`MAX_INLINE_FILE`] bytes): the parent verifies and places these bytes and answers
+    /// with a [`ToChild::Verdict`] for [`Staged::Mirror`].
+    ReadyInline {
+        file: u32,
+        bytes: Base64,
     },
     /// The prefetch ended; the child keeps seeding until [`ToChild::Stop`].
     PrefetchDone(Result<Report, Failure>),
@@ -343,6 +354,22 @@ mod tests {
                 staged: Staged::Swarm
             }
         ));
+    }
+
+    #[test]
+    fn the_largest_inline_file_fits_a_frame_and_arrives_intact() {
+        let bytes: Vec<u8> = (0..MAX_INLINE_FILE).map(|i| (i * 7 % 251) as u8).collect();
+        let mut buf = Vec::new();
+        let message = ToParent::ReadyInline {
+            file: 1,
+            bytes: Base64(bytes.clone()),
+        };
+        write_frame(&mut buf, &message).unwrap();
+        assert!(buf.len() <= MAX_FRAME, "{} bytes", buf.len());
+        match read_frame::<ToParent>(&mut &buf[..], MAX_FRAME).unwrap() {
+            ToParent::ReadyInline { file: 1, bytes: b } => assert!(b.0 == bytes),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
