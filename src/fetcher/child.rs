@@ -401,18 +401,9 @@ impl Handover {
     /// does not hash what it offers. A mirror's partial file or a signature is no longer
     /// needed afterwards, whatever the verdict; a swarm copy stays, seeded until the end.
     pub async fn place(&self, file: &PackageFile, staged: Staged) -> Result<(), Refusal> {
-        let Some(&id) = self.ids.get(&file.filename) else {
-            return Err(Refusal::Failed("not a file of this transaction".into()));
-        };
-        let (tx, rx) = oneshot::channel();
-        self.verdicts
-            .lock()
-            .expect("no poisoning")
-            .insert((id, staged), tx);
-        self.outbox.send(ToParent::Ready { file: id, staged });
-        let verdict = rx
-            .await
-            .unwrap_or_else(|_| Err(Refusal::Failed("the root process went away".into())));
+        let verdict = self
+            .offer(file, staged, |file| ToParent::Ready { file, staged })
+            .await;
         let path = staged.path(&self.fetch_dir, &file.filename);
         match staged {
             Staged::Swarm if verdict.is_ok() => {
@@ -441,6 +432,22 @@ impl Handover {
     /// Offers a small mirror copy, whole, to the root process, which verifies it and places it
     /// in the cache.
     pub async fn place_inline(&self, file: &PackageFile, bytes: Vec<u8>) -> Result<(), Refusal> {
+        let bytes = protocol::Base64(bytes);
+        self.offer(file, Staged::Mirror, |file| ToParent::ReadyInline {
+            file,
+            bytes,
+        })
+        .await
+    }
+
+    /// Sends the offer `message` makes of `file` and waits for the root process's verdict,
+    /// which comes for (`file`, `staged`).
+    async fn offer(
+        &self,
+        file: &PackageFile,
+        staged: Staged,
+        message: impl FnOnce(u32) -> ToParent,
+    ) -> Result<(), Refusal> {
         let Some(&id) = self.ids.get(&file.filename) else {
             return Err(Refusal::Failed("not a file of this transaction".into()));
         };
@@ -448,11 +455,8 @@ impl Handover {
         self.verdicts
             .lock()
             .expect("no poisoning")
-            .insert((id, Staged::Mirror), tx);
-        self.outbox.send(ToParent::ReadyInline {
-            file: id,
-            bytes: protocol::Base64(bytes),
-        });
+            .insert((id, staged), tx);
+        self.outbox.send(message(id));
         rx.await
             .unwrap_or_else(|_| Err(Refusal::Failed("the root process went away".into())))
     }
