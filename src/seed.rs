@@ -78,11 +78,13 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         };
         SocketAddr::from(([0, 0, 0, 0], port))
     });
+    // Read once per scan: for the trackers and for the files.
+    let mut indexes = Some(published(&catalog));
     let config = SwarmConfig {
         listen: Some(listen),
         dht: settings.dht,
         lsd: settings.lsd,
-        trackers: trackers(&settings.trackers, &catalog),
+        trackers: trackers(&settings.trackers, indexes.as_deref().unwrap_or_default()),
         upload_bps,
         download_bps: None,
         peer_limit: args.peer_limit,
@@ -112,7 +114,8 @@ pub fn run(args: &SeedArgs) -> Result<()> {
             // A tracker added to an index since the last scan: every torrent is added again
             // with it (the proven-files record spares the hashing), as librqbit cannot add an
             // announce URL to a live torrent.
-            let now = trackers(&settings.trackers, &catalog);
+            let published = indexes.take().unwrap_or_else(|| published(&catalog));
+            let now = trackers(&settings.trackers, &published);
             let added: Vec<&String> = now.iter().filter(|t| !announced.contains(t)).collect();
             if !added.is_empty() {
                 say(&format!(
@@ -125,7 +128,7 @@ pub fn run(args: &SeedArgs) -> Result<()> {
                 }
                 announced = now;
             }
-            match wanted(&catalog) {
+            match wanted(&catalog, published) {
                 Ok(wanted) => {
                     rescan(&swarm, wanted, &mut seeded, &mut rejected, &mut proven).await;
                     if let Err(e) = proven.save()
@@ -164,13 +167,24 @@ pub fn run(args: &SeedArgs) -> Result<()> {
     })
 }
 
-/// Where the seeder announces: pactor.conf's `Tracker =` lines and, for published
-/// directories, their indexes' trackers.
-fn trackers(configured: &[String], catalog: &Catalog) -> Vec<String> {
+/// Each published directory with the indexes it holds now (none for the pacman cache).
+fn published(catalog: &Catalog) -> Vec<(PathBuf, Vec<Index>)> {
+    match catalog {
+        Catalog::Dirs(dirs) => dirs
+            .iter()
+            .map(|dir| (dir.clone(), read_indexes(dir)))
+            .collect(),
+        Catalog::Cache(_) => Vec::new(),
+    }
+}
+
+/// Where the seeder announces: pactor.conf's `Tracker =` lines and the published indexes'
+/// trackers.
+fn trackers(configured: &[String], published: &[(PathBuf, Vec<Index>)]) -> Vec<String> {
     let mut trackers = configured.to_vec();
-    if let Catalog::Dirs(dirs) = catalog {
-        for index in dirs.iter().flat_map(|dir| read_indexes(dir)) {
-            trackers.extend(index.trackers);
+    for (_, indexes) in published {
+        for index in indexes {
+            trackers.extend(index.trackers.iter().cloned());
         }
     }
     trackers.sort();
@@ -178,13 +192,17 @@ fn trackers(configured: &[String], catalog: &Catalog) -> Vec<String> {
     trackers
 }
 
-/// The files the catalog allows, by name.
-fn wanted(catalog: &Catalog) -> Result<HashMap<String, Wanted>> {
+/// The files the catalog allows, by name; for published directories, those their indexes
+/// (`published`) list.
+fn wanted(
+    catalog: &Catalog,
+    published: Vec<(PathBuf, Vec<Index>)>,
+) -> Result<HashMap<String, Wanted>> {
     let mut out = HashMap::new();
     match catalog {
-        Catalog::Dirs(dirs) => {
-            for dir in dirs {
-                for index in read_indexes(dir) {
+        Catalog::Dirs(_) => {
+            for (dir, indexes) in published {
+                for index in indexes {
                     for (name, entry) in index.files {
                         let proof = Expected::InfoHash(entry.info_hash);
                         out.entry(name).or_insert(Wanted {
