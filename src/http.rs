@@ -167,12 +167,7 @@ impl Http {
         max_len: u64,
         on_bytes: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Vec<u8>, FetchError> {
-        let request = self.client()?.get(url);
-        let response = tokio::select! {
-            biased;
-            _ = self.interrupt.wait() => return Err(FetchError::Interrupted),
-            response = self.idle_bound(request.send()) => response??,
-        };
+        let response = self.open(url, 0, None).await?;
         match response.status() {
             StatusCode::OK => {}
             status => return Err(FetchError::Status(status)),

@@ -552,7 +552,7 @@ impl Prefetch {
             self.handover.place(file, Staged::Mirror).await
         } else {
             let _ = std::fs::remove_file(part);
-            Err(size_mismatch(fetched.len, file.size))
+            Err(Refusal::size_mismatch(fetched.len, file.size))
         };
         Ok((fetched, placed))
     }
@@ -573,7 +573,7 @@ impl Prefetch {
         let placed = if len == file.size {
             self.handover.place_inline(file, bytes).await
         } else {
-            Err(size_mismatch(len, file.size))
+            Err(Refusal::size_mismatch(len, file.size))
         };
         Ok((fetched, placed))
     }
@@ -624,10 +624,6 @@ impl Prefetch {
 }
 
 /// The mirrors' staging file for a package.
-fn size_mismatch(len: u64, size: u64) -> Refusal {
-    Refusal::Mismatch(format!("has {len} bytes where the database says {size}"))
-}
-
 fn part_path(staging: &Path, file: &PackageFile) -> PathBuf {
     staging.join(format!("{}.part", file.filename))
 }

@@ -38,6 +38,22 @@ pub struct Expected {
     pub sha256: Option<[u8; 32]>,
 }
 
+impl Expected {
+    /// Whether `len` bytes whose sha256 is `sha256()` (computed only when the size is right)
+    /// are the database's file.
+    fn judge(&self, len: u64, sha256: impl FnOnce() -> [u8; 32]) -> Result<(), Refusal> {
+        if len != self.size {
+            return Err(Refusal::size_mismatch(len, self.size));
+        }
+        match self.sha256 {
+            Some(want) if want != sha256() => Err(Refusal::Mismatch(
+                "is corrupted (sha256 does not match the database)".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Where files are taken from and put.
 pub struct Intake {
     staging: Staging,
@@ -178,21 +194,7 @@ impl Intake {
     /// database, written to a file only root can write, and renamed into the cache. The bytes
     /// are the root process's own once received, so no copy is needed.
     pub fn place_bytes(&self, expected: &Expected, bytes: &[u8]) -> Result<(), Refusal> {
-        if bytes.len() as u64 != expected.size {
-            return Err(Refusal::Mismatch(format!(
-                "has {} bytes where the database says {}",
-                bytes.len(),
-                expected.size
-            )));
-        }
-        if expected
-            .sha256
-            .is_some_and(|want| want != <[u8; 32]>::from(Sha256::digest(bytes)))
-        {
-            return Err(Refusal::Mismatch(
-                "is corrupted (sha256 does not match the database)".into(),
-            ));
-        }
+        expected.judge(bytes.len() as u64, || Sha256::digest(bytes).into())?;
         self.write_into_cache(&expected.name, bytes)
     }
 
@@ -255,19 +257,9 @@ impl Copy {
     }
 
     fn check(&mut self, expected: &Expected) -> Result<(), Refusal> {
-        if self.copied != expected.size {
-            return Err(Refusal::Mismatch(format!(
-                "has {} bytes where the database says {}",
-                self.copied, expected.size
-            )));
-        }
-        let sha256: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
-        match expected.sha256 {
-            Some(want) if want != sha256 => Err(Refusal::Mismatch(
-                "is corrupted (sha256 does not match the database)".into(),
-            )),
-            _ => Ok(()),
-        }
+        expected.judge(self.copied, || {
+            std::mem::take(&mut self.hasher).finalize().into()
+        })
     }
 }
 

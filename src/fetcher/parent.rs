@@ -434,6 +434,16 @@ enum Step {
     Inline(Vec<u8>),
 }
 
+impl Step {
+    /// The staged kind the child awaits a verdict for (an inline file is a mirror's copy).
+    fn staged(&self) -> Staged {
+        match self {
+            Step::Advance(staged, _) | Step::Ready(staged) => *staged,
+            Step::Inline(_) => Staged::Mirror,
+        }
+    }
+}
+
 impl Run<'_> {
     fn file(&self, id: u32) -> Result<&PackageFile, String> {
         self.files
@@ -584,13 +594,9 @@ async fn copy_task(
             Step::Advance(..) if placed_once => {}
             Step::Ready(_) | Step::Inline(_) if placed_once => {
                 // The other source finished too: the verified copy is already in the cache.
-                let staged = match step {
-                    Step::Ready(staged) => staged,
-                    _ => Staged::Mirror,
-                };
                 let _ = outbox.send(ToChild::Verdict {
                     file,
-                    staged,
+                    staged: step.staged(),
                     placed: Ok(()),
                 });
             }

@@ -113,6 +113,13 @@ pub enum Refusal {
     Failed(String),
 }
 
+impl Refusal {
+    /// The file has `len` bytes where the database says `size`.
+    pub fn size_mismatch(len: u64, size: u64) -> Refusal {
+        Refusal::Mismatch(format!("has {len} bytes where the database says {size}"))
+    }
+}
+
 /// A staged file the child offers: where it lies follows from the kind and the file's name
 /// (never from anything the child says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
