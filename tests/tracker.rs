@@ -146,11 +146,12 @@ struct Bed {
     _tracker: Daemon,
 }
 
-fn publish(dir: &Path, announce: &str) {
+fn publish(dir: &Path, trackers: &[&str]) {
     let mut cmd = Command::new(pactor_bin());
-    cmd.arg("publish")
-        .arg(dir)
-        .args(["--tracker", announce, "--torrent-files"]);
+    cmd.arg("publish").arg(dir).arg("--torrent-files");
+    for tracker in trackers {
+        cmd.args(["--tracker", tracker]);
+    }
     run(cmd).assert_ok();
 }
 
@@ -162,9 +163,9 @@ fn tracker_bed(pkgs: &[Pkg]) -> Bed {
     repo.add(pkgs);
     // The tracker's whitelist needs the infohashes, the index needs the tracker's URL: publish
     // once to learn the hashes, then again with the real announce URL (no rehashing).
-    publish(&dir, "http://127.0.0.1:1/announce");
+    publish(&dir, &["http://127.0.0.1:1/announce"]);
     let (tracker, announce) = tracker(tmp.path(), &dir);
-    publish(&dir, &announce);
+    publish(&dir, &[&announce]);
     let mirror = Mirror::start(&dir);
     let env = TestEnv::builder().repo("core", &[mirror.url()]).build();
     write_pactor_conf(&tmp.path().join("empty.conf"), "");
@@ -213,7 +214,7 @@ fn two_seeders_and_a_tracker_serve_an_upgrade() {
         Pkg::new("bar", "1.1-1").payload(1_000_000),
     ];
     b.repo.add(&v2);
-    publish(&b.dir, &b.announce);
+    publish(&b.dir, &[&b.announce]);
     write_whitelist(&b.tmp.path().join("tracker"), &b.dir);
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(b._tracker.0.id() as i32, libc::SIGHUP) };
@@ -258,15 +259,7 @@ fn a_tracker_added_to_the_index_reaches_a_running_seeder() {
     // The operator adds a second tracker to the index; the running seeder, told by SIGHUP
     // (as the pacman hook and `systemctl reload` do), announces every file there too.
     let (_second, second) = tracker(&b.tmp.path().join("second"), &b.dir);
-    let mut cmd = Command::new(pactor_bin());
-    cmd.arg("publish").arg(&b.dir).args([
-        "--tracker",
-        &b.announce,
-        "--tracker",
-        &second,
-        "--torrent-files",
-    ]);
-    run(cmd).assert_ok();
+    publish(&b.dir, &[&b.announce, &second]);
     seeder.signal(libc::SIGHUP);
     seeder.wait_for(|l| l.contains("new trackers in the index") && l.contains(&second));
     seeder.wait_seeding(2);
