@@ -89,8 +89,8 @@ pub fn main() -> ExitCode {
     let (tx, rx) = std::sync::mpsc::channel::<Option<ToParent>>();
     let writer = std::thread::spawn(move || {
         let mut out = std::io::BufWriter::new(protocol_out);
-        while let Ok(Some(message)) = rx.recv() {
-            if protocol::write_frame(&mut out, &message).is_err() {
+        while let Ok(Some(mut message)) = rx.recv() {
+            if protocol::write_frame(&mut out, &mut message).is_err() {
                 break;
             }
         }
@@ -432,7 +432,7 @@ impl Handover {
     /// Offers a small mirror copy, whole, to the root process, which verifies it and places it
     /// in the cache.
     pub async fn place_inline(&self, file: &PackageFile, bytes: Vec<u8>) -> Result<(), Refusal> {
-        let bytes = protocol::Base64(bytes);
+        let bytes = protocol::Payload(bytes);
         self.offer(file, Staged::Mirror, |file| ToParent::ReadyInline {
             file,
             bytes,

@@ -8,7 +8,7 @@
 //! pipes; each is served by a thread of its own so a child that stops reading or floods its
 //! output cannot block the root process.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -146,12 +146,12 @@ impl Fetcher {
             debug: setup.debug,
         };
         // A child that died at once is reported below, from its exit status.
-        let _ = protocol::write_frame(&mut stdin, &ToChild::Start(start));
+        let _ = protocol::write_frame(&mut stdin, &mut ToChild::Start(start));
 
         let (outbox, requests) = std::sync::mpsc::channel::<ToChild>();
         std::thread::spawn(move || {
-            while let Ok(message) = requests.recv() {
-                if protocol::write_frame(&mut stdin, &message).is_err() {
+            while let Ok(mut message) = requests.recv() {
+                if protocol::write_frame(&mut stdin, &mut message).is_err() {
                     break;
                 }
             }
@@ -316,6 +316,7 @@ impl Fetcher {
             progress: None,
             bars: HashMap::new(),
             pipes: HashMap::new(),
+            placed_inline: HashSet::new(),
             signatures: Vec::new(),
             placed: Arc::default(),
         };
@@ -415,6 +416,9 @@ struct Run<'a> {
     bars: HashMap<u32, FileProgress>,
     /// Copies under way, per file.
     pipes: HashMap<u32, Pipe>,
+    /// Files placed from inline bytes without a copy task: a later offer of one is answered
+    /// as already placed.
+    placed_inline: HashSet<u32>,
     signatures: Vec<JoinHandle<()>>,
     placed: Arc<AtomicUsize>,
 }
@@ -480,7 +484,12 @@ impl Run<'_> {
                 if let Some(bar) = self.bars.get(&file) {
                     bar.show([kept[0].min(size), kept[1].min(size)], active);
                 }
-                let hint = if swarm_prefix > 0 {
+                // A small file is copied whole when offered (or comes inline): copying it
+                // ahead would only start a task, and for an inline one open a staged file
+                // that is not there.
+                let hint = if size <= MAX_INLINE_FILE {
+                    None
+                } else if swarm_prefix > 0 {
                     Some(Step::Advance(Staged::Swarm, swarm_prefix))
                 } else if active[1] {
                     Some(Step::Advance(Staged::Mirror, u64::MAX))
@@ -537,17 +546,44 @@ impl Run<'_> {
                 bytes.len()
             ));
         }
-        self.pipe(file)?.steps.send(Step::Inline(bytes)).ok();
+        if let Some(pipe) = self.pipes.get(&file) {
+            // A copy of the file is under way: its task decides which one is placed.
+            pipe.steps.send(Step::Inline(bytes)).ok();
+            return Ok(());
+        }
+        // The usual case, a small file from a mirror alone, is placed here: hashing and
+        // writing at most 256 KiB takes less time than handing it to a task and a blocking
+        // thread and back (1,000 files of 50 KB: 2,000 fewer thread wake-ups).
+        let verdict = if self.placed_inline.contains(&file) {
+            Ok(())
+        } else {
+            let placed = self.intake.place_bytes(&self.expected(file)?, &bytes);
+            if placed.is_ok() {
+                self.placed_inline.insert(file);
+                self.placed.fetch_add(1, Ordering::SeqCst);
+            }
+            placed
+        };
+        let _ = self.outbox.send(ToChild::Verdict {
+            file,
+            staged: Staged::Mirror,
+            placed: verdict,
+        });
         Ok(())
     }
 
-    fn pipe(&mut self, file: u32) -> Result<&Pipe, String> {
+    fn expected(&self, file: u32) -> Result<Expected, String> {
         let f = self.file(file)?;
-        let expected = Expected {
+        Ok(Expected {
             name: f.filename.clone(),
             size: f.size,
             sha256: f.sha256,
-        };
+        })
+    }
+
+    fn pipe(&mut self, file: u32) -> Result<&Pipe, String> {
+        let expected = self.expected(file)?;
+        let placed_once = self.placed_inline.contains(&file);
         let (intake, outbox, placed) = (
             self.intake.clone(),
             self.outbox.clone(),
@@ -555,7 +591,14 @@ impl Run<'_> {
         );
         Ok(self.pipes.entry(file).or_insert_with(|| {
             let (steps, rx) = mpsc::unbounded_channel();
-            let task = tokio::spawn(copy_task(intake, expected, file, rx, outbox, placed));
+            let task = tokio::spawn(copy_task(
+                intake,
+                expected,
+                CopyTask { file, placed_once },
+                rx,
+                outbox,
+                placed,
+            ));
             Pipe { steps, task }
         }))
     }
@@ -577,10 +620,19 @@ impl Run<'_> {
 
 /// Copies one file as it arrives and, when the child offers it, finishes, verifies and places
 /// it, then tells the child the verdict.
+/// Which file a copy task is for, and whether it is in the cache already.
+struct CopyTask {
+    file: u32,
+    placed_once: bool,
+}
+
 async fn copy_task(
     intake: Arc<Intake>,
     expected: Expected,
-    file: u32,
+    CopyTask {
+        file,
+        mut placed_once,
+    }: CopyTask,
     mut steps: mpsc::UnboundedReceiver<Step>,
     outbox: std::sync::mpsc::Sender<ToChild>,
     placed: Arc<AtomicUsize>,
@@ -588,7 +640,6 @@ async fn copy_task(
     let mut copy: Option<super::intake::Copy> = None;
     // Once the file is in the cache, progress reports still on their way must not begin a
     // copy that nothing would finish (each holds a buffer and a file until the run ends).
-    let mut placed_once = false;
     while let Some(step) = steps.recv().await {
         match step {
             Step::Advance(..) if placed_once => {}
@@ -721,7 +772,10 @@ mod tests {
         let task = tokio::spawn(copy_task(
             intake,
             expected.clone(),
-            0,
+            CopyTask {
+                file: 0,
+                placed_once: false,
+            },
             rx,
             outbox,
             placed.clone(),

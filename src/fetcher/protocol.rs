@@ -1,5 +1,6 @@
 //! What the root process and the download process say to each other over their pipes: frames of
-//! at most [`MAX_FRAME`] bytes, each a big-endian `u32` length and a JSON message. The parent
+//! at most [`MAX_FRAME`] bytes, each a big-endian `u32` length and a JSON message, which a
+//! message with a [`Payload`] follows with that many raw bytes. The parent
 //! speaks first ([`ToChild::Start`]), the child answers [`ToParent::Hello`] with its
 //! [`VERSION`]; a mismatch ends the conversation.
 //!
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::transaction::PackageFile;
 
 /// Bumped whenever a message changes meaning.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The largest message the root process reads from the child: progress and offers are a few
 /// dozen bytes.
 pub const MAX_FRAME: usize = 4 << 20;
@@ -27,7 +28,7 @@ pub const MAX_FRAME: usize = 4 << 20;
 pub const MAX_JOB_FRAME: usize = 512 << 20;
 /// The largest file the child sends over the pipe ([`ToParent::ReadyInline`]) rather than
 /// staging it: for files this small, creating and removing a staging file costs more than
-/// the bytes. Its base64 fits well within [`MAX_FRAME`].
+/// the bytes. It is also the largest [`Payload`] the root process reads.
 pub const MAX_INLINE_FILE: u64 = 256 << 10;
 /// Text from the child is cut to this many characters.
 pub const MAX_TEXT: usize = 2048;
@@ -197,7 +198,7 @@ pub enum ToParent {
     /// with a [`ToChild::Verdict`] for [`Staged::Mirror`].
     ReadyInline {
         file: u32,
-        bytes: Base64,
+        bytes: Payload,
     },
     /// The prefetch ended; the child keeps seeding until [`ToChild::Stop`].
     PrefetchDone(Result<Report, Failure>),
@@ -276,6 +277,50 @@ impl<'de> Deserialize<'de> for Base64 {
     }
 }
 
+/// Bytes that travel raw after their message's frame: the JSON carries only their length.
+/// Base64 in JSON cost the two processes more CPU than the rest of a small file's journey
+/// (encoding, escaping, scanning and decoding 1,000 files of 50 KB: 0.15 s of 0.85 s).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Payload(pub Vec<u8>);
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0.len() as u64)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    /// The length only: [`read_frame`] reads the bytes that follow the frame into the zeroed
+    /// vector of that length.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let len = u64::deserialize(d)?;
+        if len > MAX_INLINE_FILE {
+            return Err(serde::de::Error::custom(format!(
+                "a payload of {len} bytes, more than {MAX_INLINE_FILE}"
+            )));
+        }
+        Ok(Payload(vec![0; len as usize]))
+    }
+}
+
+/// A message as the pipes carry it: its payload, if it has one, follows its frame.
+pub trait Message: Serialize + DeserializeOwned {
+    fn payload(&mut self) -> Option<&mut Payload> {
+        None
+    }
+}
+
+impl Message for Start {}
+impl Message for ToChild {}
+impl Message for ToParent {
+    fn payload(&mut self) -> Option<&mut Payload> {
+        match self {
+            ToParent::ReadyInline { bytes, .. } => Some(bytes),
+            _ => None,
+        }
+    }
+}
+
 /// Why a frame was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -309,14 +354,17 @@ fn check_len(header: [u8; 4], max: usize) -> Result<usize, FrameError> {
     Ok(len)
 }
 
-/// Writes one frame (blocking).
-pub fn write_frame<T: Serialize>(out: &mut impl Write, message: &T) -> std::io::Result<()> {
+/// Writes one message: its frame, then its payload (blocking).
+pub fn write_frame<T: Message>(out: &mut impl Write, message: &mut T) -> std::io::Result<()> {
     out.write_all(&encode(message))?;
+    if let Some(payload) = message.payload() {
+        out.write_all(&payload.0)?;
+    }
     out.flush()
 }
 
-/// Reads one frame of at most `max` bytes (blocking).
-pub fn read_frame<T: DeserializeOwned>(input: &mut impl Read, max: usize) -> Result<T, FrameError> {
+/// Reads one message, a frame of at most `max` bytes and the payload it announces (blocking).
+pub fn read_frame<T: Message>(input: &mut impl Read, max: usize) -> Result<T, FrameError> {
     let mut header = [0u8; 4];
     match input.read_exact(&mut header) {
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
@@ -324,7 +372,17 @@ pub fn read_frame<T: DeserializeOwned>(input: &mut impl Read, max: usize) -> Res
     }
     let mut body = vec![0u8; check_len(header, max)?];
     input.read_exact(&mut body)?;
-    decode(&body)
+    let mut message: T = decode(&body)?;
+    if let Some(payload) = message.payload() {
+        // Deserialize checked the length against MAX_INLINE_FILE.
+        match input.read_exact(&mut payload.0) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(FrameError::Closed);
+            }
+            other => other?,
+        }
+    }
+    Ok(message)
 }
 
 /// Text from the child made safe for a terminal: no control characters (no escape sequences),
@@ -348,11 +406,11 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let mut buf = Vec::new();
-        let message = ToParent::Ready {
+        let mut message = ToParent::Ready {
             file: 3,
             staged: Staged::Swarm,
         };
-        write_frame(&mut buf, &message).unwrap();
+        write_frame(&mut buf, &mut message).unwrap();
         let back: ToParent = read_frame(&mut &buf[..], MAX_FRAME).unwrap();
         assert!(matches!(
             back,
@@ -364,19 +422,56 @@ mod tests {
     }
 
     #[test]
-    fn the_largest_inline_file_fits_a_frame_and_arrives_intact() {
+    fn the_largest_inline_file_arrives_intact_after_its_frame() {
         let bytes: Vec<u8> = (0..MAX_INLINE_FILE).map(|i| (i * 7 % 251) as u8).collect();
         let mut buf = Vec::new();
-        let message = ToParent::ReadyInline {
+        let mut message = ToParent::ReadyInline {
             file: 1,
-            bytes: Base64(bytes.clone()),
+            bytes: Payload(bytes.clone()),
         };
-        write_frame(&mut buf, &message).unwrap();
-        assert!(buf.len() <= MAX_FRAME, "{} bytes", buf.len());
-        match read_frame::<ToParent>(&mut &buf[..], MAX_FRAME).unwrap() {
+        write_frame(&mut buf, &mut message).unwrap();
+        write_frame(&mut buf, &mut ToParent::Hello { version: 9 }).unwrap();
+        assert!(
+            buf.len() < bytes.len() + 100,
+            "raw, not encoded: {} bytes",
+            buf.len()
+        );
+        let mut input = &buf[..];
+        match read_frame::<ToParent>(&mut input, MAX_FRAME).unwrap() {
             ToParent::ReadyInline { file: 1, bytes: b } => assert!(b.0 == bytes),
             other => panic!("{other:?}"),
         }
+        assert!(matches!(
+            read_frame::<ToParent>(&mut input, MAX_FRAME).unwrap(),
+            ToParent::Hello { version: 9 }
+        ));
+    }
+
+    #[test]
+    fn a_payload_too_large_or_cut_short_is_refused() {
+        let mut too_large = Vec::new();
+        let body = format!(
+            r#"{{"ReadyInline":{{"file":1,"bytes":{}}}}}"#,
+            MAX_INLINE_FILE + 1
+        );
+        too_large.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        too_large.extend_from_slice(body.as_bytes());
+        assert!(matches!(
+            read_frame::<ToParent>(&mut &too_large[..], MAX_FRAME),
+            Err(FrameError::Malformed(_))
+        ));
+
+        let mut cut = Vec::new();
+        let mut message = ToParent::ReadyInline {
+            file: 1,
+            bytes: Payload(vec![7; 1000]),
+        };
+        write_frame(&mut cut, &mut message).unwrap();
+        cut.truncate(cut.len() - 1);
+        assert!(matches!(
+            read_frame::<ToParent>(&mut &cut[..], MAX_FRAME),
+            Err(FrameError::Closed)
+        ));
     }
 
     #[test]
@@ -403,7 +498,7 @@ mod tests {
 
     #[test]
     fn a_job_with_large_indexes_fits_the_childs_limit() {
-        let job = ToChild::Prefetch(Box::new(PrefetchJob {
+        let mut job = ToChild::Prefetch(Box::new(PrefetchJob {
             files: vec![],
             cache_dirs: vec![],
             parallel: 1,
@@ -413,7 +508,7 @@ mod tests {
             stall_ms: 1,
         }));
         let mut buf = Vec::new();
-        write_frame(&mut buf, &job).unwrap();
+        write_frame(&mut buf, &mut job).unwrap();
         assert!(buf.len() < (8 << 20) * 3 / 2, "base64, not JSON arrays");
         let back: ToChild = read_frame(&mut &buf[..], MAX_JOB_FRAME).unwrap();
         let ToChild::Prefetch(job) = back else {
