@@ -115,7 +115,7 @@ fn markdown(options: &Options, runs: &[Run], fleet: &FleetTable, elapsed: Durati
         if options.quick { " --quick" } else { "" },
         options.reps
     );
-    let _ = writeln!(out, "{}\n", machine());
+    let _ = writeln!(out, "{}\n", machine(options));
     let _ = writeln!(
         out,
         "Whole run: {:.0} minutes. Workloads: **typical -Syu** (150 packages, log-normal sizes, \
@@ -157,7 +157,7 @@ fn markdown(options: &Options, runs: &[Run], fleet: &FleetTable, elapsed: Durati
     out
 }
 
-fn machine() -> String {
+fn machine(options: &Options) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -174,9 +174,10 @@ fn machine() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     format!(
-        "Machine: {cores} cores ({cpu}), Linux {}; pactor at commit `{commit}`. Repos, roots \
-         and caches on {}.",
+        "Machine: {cores} cores ({cpu}), Linux {}; pactor at commit `{commit}`. Repos on {}; \
+         roots, caches and the seeders' files on {}.",
         kernel.trim(),
+        filesystem(&options.work),
         filesystem(&std::env::temp_dir())
     )
 }

@@ -96,8 +96,10 @@ fn rotated<T: Copy>(items: &[T], by: usize) -> Vec<T> {
     out
 }
 
-fn scratch(options: &Options) -> PathBuf {
-    let dir = options.work.join("scratch");
+/// Where the services keep their files: beside the clients' roots, in the temporary
+/// directory (a tmpfs under `scripts/bench`).
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join("pactor-bench");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -105,7 +107,7 @@ fn scratch(options: &Options) -> PathBuf {
 /// Scenario 1: the mirror unthrottled, one seeder.
 fn ceiling(options: &Options, kind: Kind) -> Vec<Run> {
     let workload = workload::prepare(kind, &options.work, options.quick, options.seed);
-    let mut services = Services::start(&workload, &scratch(options), None);
+    let mut services = Services::start(&workload, &scratch(), None);
     services.seeders(1, None);
     let contenders = [
         Contender::Pacman,
@@ -126,7 +128,7 @@ fn ceiling(options: &Options, kind: Kind) -> Vec<Run> {
 /// Scenario 2: the mirror capped at 10 MB/s in all; 1 and 3 unthrottled seeders.
 fn congested(options: &Options) -> Vec<Run> {
     let workload = workload::prepare(Kind::Typical, &options.work, options.quick, options.seed);
-    let mut services = Services::start(&workload, &scratch(options), Some(MIRROR_RATE));
+    let mut services = Services::start(&workload, &scratch(), Some(MIRROR_RATE));
     let http = [
         Contender::Pacman,
         Contender::Aria2c,
@@ -162,7 +164,7 @@ const SEEDBOX_RATE: &str = "20M";
 /// Scenario 3: K clients at once against one capped seedbox and the capped mirror.
 fn fleet(options: &Options) -> Vec<Run> {
     let workload = workload::prepare(Kind::Typical, &options.work, options.quick, options.seed);
-    let mut services = Services::start(&workload, &scratch(options), Some(MIRROR_RATE));
+    let mut services = Services::start(&workload, &scratch(), Some(MIRROR_RATE));
     services.seeders(1, Some(SEEDBOX_RATE));
     let sizes: &[usize] = if !options.fleet_sizes.is_empty() {
         &options.fleet_sizes
@@ -189,7 +191,7 @@ fn fleet(options: &Options) -> Vec<Run> {
 /// Scenario 4: `-Syu` on a system that is up to date (1,000 packages installed).
 fn nothing_to_do(options: &Options) -> Vec<Run> {
     let workload = workload::prepare(Kind::Small, &options.work, options.quick, options.seed);
-    let services = Services::start(&workload, &scratch(options), None);
+    let services = Services::start(&workload, &scratch(), None);
     let env = client(&services, Contender::PactorSwarm, options);
     let mut install = env.pacman(&["-Sy", "--noconfirm"]);
     install.args(&workload.names);
