@@ -132,7 +132,7 @@ impl Tracker {
         }
         Tracker {
             child,
-            announce: format!("http://127.0.0.1:{port}/announce"),
+            announce: format!("udp://127.0.0.1:{port}"),
             port,
         }
     }
