@@ -316,7 +316,7 @@ impl Fetcher {
             progress: None,
             bars: HashMap::new(),
             pipes: HashMap::new(),
-            placed_inline: HashSet::new(),
+            placed_here: HashSet::new(),
             signatures: Vec::new(),
             placed: Arc::default(),
         };
@@ -416,9 +416,9 @@ struct Run<'a> {
     bars: HashMap<u32, FileProgress>,
     /// Copies under way, per file.
     pipes: HashMap<u32, Pipe>,
-    /// Files placed from inline bytes without a copy task: a later offer of one is answered
-    /// as already placed.
-    placed_inline: HashSet<u32>,
+    /// Small files placed by the run itself, without a copy task: a later offer of one is
+    /// answered as already placed.
+    placed_here: HashSet<u32>,
     signatures: Vec<JoinHandle<()>>,
     placed: Arc<AtomicUsize>,
 }
@@ -517,6 +517,16 @@ impl Run<'_> {
     fn ready(&mut self, file: u32, staged: Staged) -> Result<(), String> {
         let name = self.file(file)?.filename.clone();
         match staged {
+            Staged::Mirror | Staged::Swarm
+                if self.file(file)?.size <= MAX_INLINE_FILE && !self.pipes.contains_key(&file) =>
+            {
+                self.place_here(file, staged, |intake, expected| {
+                    let copy = intake
+                        .begin(expected, staged)
+                        .map_err(|e| Refusal::Failed(format!("could not open it: {e}")))?;
+                    intake.finish(copy, expected)
+                })?;
+            }
             Staged::Mirror | Staged::Swarm => {
                 self.pipe(file)?.steps.send(Step::Ready(staged)).ok();
             }
@@ -551,22 +561,34 @@ impl Run<'_> {
             pipe.steps.send(Step::Inline(bytes)).ok();
             return Ok(());
         }
-        // The usual case, a small file from a mirror alone, is placed here: hashing and
-        // writing at most 256 KiB takes less time than handing it to a task and a blocking
-        // thread and back (1,000 files of 50 KB: 2,000 fewer thread wake-ups).
-        let verdict = if self.placed_inline.contains(&file) {
+        self.place_here(file, Staged::Mirror, |intake, expected| {
+            intake.place_bytes(expected, &bytes)
+        })
+    }
+
+    /// Places a small file with no copy under way (the usual case: one source, at most
+    /// [`MAX_INLINE_FILE`] bytes) in the run itself: hashing and writing it takes less time
+    /// than handing it to a task and a blocking thread and back (1,000 files of 50 KB: 2,000
+    /// fewer thread wake-ups), and answers the child.
+    fn place_here(
+        &mut self,
+        file: u32,
+        staged: Staged,
+        place: impl FnOnce(&Intake, &Expected) -> Result<(), Refusal>,
+    ) -> Result<(), String> {
+        let verdict = if self.placed_here.contains(&file) {
             Ok(())
         } else {
-            let placed = self.intake.place_bytes(&self.expected(file)?, &bytes);
+            let placed = place(&self.intake, &self.expected(file)?);
             if placed.is_ok() {
-                self.placed_inline.insert(file);
+                self.placed_here.insert(file);
                 self.placed.fetch_add(1, Ordering::SeqCst);
             }
             placed
         };
         let _ = self.outbox.send(ToChild::Verdict {
             file,
-            staged: Staged::Mirror,
+            staged,
             placed: verdict,
         });
         Ok(())
@@ -583,7 +605,7 @@ impl Run<'_> {
 
     fn pipe(&mut self, file: u32) -> Result<&Pipe, String> {
         let expected = self.expected(file)?;
-        let placed_once = self.placed_inline.contains(&file);
+        let placed_once = self.placed_here.contains(&file);
         let (intake, outbox, placed) = (
             self.intake.clone(),
             self.outbox.clone(),
