@@ -356,11 +356,18 @@ fn check_len(header: [u8; 4], max: usize) -> Result<usize, FrameError> {
 
 /// Writes one message: its frame, then its payload (blocking).
 pub fn write_frame<T: Message>(out: &mut impl Write, message: &mut T) -> std::io::Result<()> {
+    write_unflushed(out, message)?;
+    out.flush()
+}
+
+/// Writes one message without flushing `out`, for a writer that flushes once its queue is
+/// empty: messages that come in a burst leave in one write.
+pub fn write_unflushed<T: Message>(out: &mut impl Write, message: &mut T) -> std::io::Result<()> {
     out.write_all(&encode(message))?;
     if let Some(payload) = message.payload() {
         out.write_all(&payload.0)?;
     }
-    out.flush()
+    Ok(())
 }
 
 /// Reads one message, a frame of at most `max` bytes and the payload it announces (blocking).
