@@ -202,15 +202,25 @@ impl Intake {
     /// as `name`.
     fn write_into_cache(&self, name: &str, bytes: &[u8]) -> Result<(), Refusal> {
         let tmp = self.staging.work.join(format!("{name}.inline"));
-        let _ = std::fs::remove_file(&tmp);
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(bytes))
-            .and_then(|()| std::fs::rename(&tmp, self.dest.join(name)));
+        let create = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)
+        };
+        // A leftover of a killed run is removed only when found: an unlink of a name that is
+        // not there still takes the directory's lock.
+        let written = match create() {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(&tmp);
+                create()
+            }
+            other => other,
+        }
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, self.dest.join(name)));
         written.map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             Refusal::Failed(format!("could not place {name}: {e}"))
@@ -331,6 +341,36 @@ mod tests {
         );
         assert!(staged.exists(), "the child keeps its copy to seed");
         assert_eq!(std::fs::read_dir(&intake.staging.work).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn inline_bytes_replace_a_leftover_of_a_killed_run_without_following_it() {
+        let (dir, intake) = setup();
+        let data = vec![9u8; 50_000];
+        let e = expected(&data);
+        std::fs::create_dir_all(&intake.staging.work).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        let leftover = intake.staging.work.join(format!("{}.inline", e.name));
+        std::os::unix::fs::symlink(&victim, &leftover).unwrap();
+        intake.place_bytes(&e, &data).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("cache").join(&e.name)).unwrap(),
+            data
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        assert!(!leftover.exists() && leftover.symlink_metadata().is_err());
+        // Bytes that do not match are refused: the verified copy stays, nothing is left over.
+        assert!(intake.place_bytes(&e, &vec![8u8; 50_000]).is_err());
+        assert_eq!(
+            std::fs::read(dir.path().join("cache").join(&e.name)).unwrap(),
+            data
+        );
+        let names: Vec<_> = std::fs::read_dir(&intake.staging.work)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["fetch"]);
     }
 
     #[test]
