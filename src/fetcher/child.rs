@@ -91,8 +91,8 @@ pub fn main() -> ExitCode {
         use std::io::Write as _;
         let mut out = std::io::BufWriter::with_capacity(1 << 16, protocol_out);
         let mut next = rx.recv();
-        while let Ok(Some(mut message)) = next {
-            if protocol::write_unflushed(&mut out, &mut message).is_err() {
+        while let Ok(Some(message)) = next {
+            if protocol::write_unflushed(&mut out, &message).is_err() {
                 break;
             }
             // The root process is woken once per burst, not once per message.
@@ -509,12 +509,11 @@ struct RemoteBars {
     pending: Mutex<HashMap<u32, Latest>>,
 }
 
-/// A file's latest bar and when the last one was sent.
+/// When a file's last bar was sent, and a newer one held back until [`RemoteBars::EVERY`]
+/// has passed.
 struct Latest {
-    bar: Progress,
     sent_at: Instant,
-    /// `bar` is newer than what the root process has.
-    unsent: bool,
+    unsent: Option<Progress>,
 }
 
 impl RemoteBars {
@@ -531,10 +530,11 @@ impl RemoteBars {
 
     fn flush(&self) {
         let mut pending = self.pending.lock().expect("no poisoning");
-        for latest in pending.values_mut().filter(|l| l.unsent) {
-            self.outbox.send(ToParent::Progress(latest.bar.clone()));
-            latest.sent_at = Instant::now();
-            latest.unsent = false;
+        for latest in pending.values_mut() {
+            if let Some(bar) = latest.unsent.take() {
+                self.outbox.send(ToParent::Progress(bar));
+                latest.sent_at = Instant::now();
+            }
         }
     }
 }
@@ -553,18 +553,11 @@ impl crate::progress::Sink for RemoteBars {
             .send(ToParent::Progress(Progress::FileStart { file: id }));
         // The start counts as the first report: a file done within EVERY sends one bar, with
         // FileDone (1,000 small files: 1,000 fewer messages).
-        let nothing = Progress::Bar {
-            file: id,
-            kept: [0; 2],
-            active: [false; 2],
-            swarm_prefix: 0,
-        };
         self.pending.lock().expect("no poisoning").insert(
             id,
             Latest {
-                bar: nothing,
                 sent_at: Instant::now(),
-                unsent: false,
+                unsent: None,
             },
         );
         Some(id)
@@ -579,19 +572,14 @@ impl crate::progress::Sink for RemoteBars {
         };
         let mut pending = self.pending.lock().expect("no poisoning");
         match pending.get_mut(&file) {
-            Some(latest) if latest.sent_at.elapsed() < Self::EVERY => {
-                latest.bar = bar;
-                latest.unsent = true;
-            }
+            Some(latest) if latest.sent_at.elapsed() < Self::EVERY => latest.unsent = Some(bar),
             _ => {
-                self.outbox.send(ToParent::Progress(bar.clone()));
-                let sent_at = Instant::now();
+                self.outbox.send(ToParent::Progress(bar));
                 pending.insert(
                     file,
                     Latest {
-                        bar,
-                        sent_at,
-                        unsent: false,
+                        sent_at: Instant::now(),
+                        unsent: None,
                     },
                 );
             }
@@ -600,8 +588,8 @@ impl crate::progress::Sink for RemoteBars {
 
     fn file_done(&self, file: u32) {
         let mut pending = self.pending.lock().expect("no poisoning");
-        if let Some(latest) = pending.remove(&file).filter(|l| l.unsent) {
-            self.outbox.send(ToParent::Progress(latest.bar));
+        if let Some(bar) = pending.remove(&file).and_then(|l| l.unsent) {
+            self.outbox.send(ToParent::Progress(bar));
         }
         self.outbox
             .send(ToParent::Progress(Progress::FileDone { file }));

@@ -146,12 +146,12 @@ impl Fetcher {
             debug: setup.debug,
         };
         // A child that died at once is reported below, from its exit status.
-        let _ = protocol::write_frame(&mut stdin, &mut ToChild::Start(start));
+        let _ = protocol::write_frame(&mut stdin, &ToChild::Start(start));
 
         let (outbox, requests) = std::sync::mpsc::channel::<ToChild>();
         std::thread::spawn(move || {
-            while let Ok(mut message) = requests.recv() {
-                if protocol::write_frame(&mut stdin, &mut message).is_err() {
+            while let Ok(message) = requests.recv() {
+                if protocol::write_frame(&mut stdin, &message).is_err() {
                     break;
                 }
             }
@@ -515,11 +515,10 @@ impl Run<'_> {
     }
 
     fn ready(&mut self, file: u32, staged: Staged) -> Result<(), String> {
-        let name = self.file(file)?.filename.clone();
+        let f = self.file(file)?;
+        let (name, small) = (f.filename.clone(), f.size <= MAX_INLINE_FILE);
         match staged {
-            Staged::Mirror | Staged::Swarm
-                if self.file(file)?.size <= MAX_INLINE_FILE && !self.pipes.contains_key(&file) =>
-            {
+            Staged::Mirror | Staged::Swarm if small && !self.pipes.contains_key(&file) => {
                 self.place_here(file, staged, |intake, expected| {
                     let copy = intake
                         .begin(expected, staged)
@@ -640,14 +639,14 @@ impl Run<'_> {
     }
 }
 
-/// Copies one file as it arrives and, when the child offers it, finishes, verifies and places
-/// it, then tells the child the verdict.
 /// Which file a copy task is for, and whether it is in the cache already.
 struct CopyTask {
     file: u32,
     placed_once: bool,
 }
 
+/// Copies one file as it arrives and, when the child offers it, finishes, verifies and places
+/// it, then tells the child the verdict.
 async fn copy_task(
     intake: Arc<Intake>,
     expected: Expected,

@@ -305,7 +305,12 @@ impl<'de> Deserialize<'de> for Payload {
 
 /// A message as the pipes carry it: its payload, if it has one, follows its frame.
 pub trait Message: Serialize + DeserializeOwned {
-    fn payload(&mut self) -> Option<&mut Payload> {
+    /// The payload to write after the frame.
+    fn payload(&self) -> Option<&Payload> {
+        None
+    }
+    /// The payload to read after the frame, of the length the frame announced.
+    fn payload_mut(&mut self) -> Option<&mut Payload> {
         None
     }
 }
@@ -313,7 +318,13 @@ pub trait Message: Serialize + DeserializeOwned {
 impl Message for Start {}
 impl Message for ToChild {}
 impl Message for ToParent {
-    fn payload(&mut self) -> Option<&mut Payload> {
+    fn payload(&self) -> Option<&Payload> {
+        match self {
+            ToParent::ReadyInline { bytes, .. } => Some(bytes),
+            _ => None,
+        }
+    }
+    fn payload_mut(&mut self) -> Option<&mut Payload> {
         match self {
             ToParent::ReadyInline { bytes, .. } => Some(bytes),
             _ => None,
@@ -355,14 +366,14 @@ fn check_len(header: [u8; 4], max: usize) -> Result<usize, FrameError> {
 }
 
 /// Writes one message: its frame, then its payload (blocking).
-pub fn write_frame<T: Message>(out: &mut impl Write, message: &mut T) -> std::io::Result<()> {
+pub fn write_frame<T: Message>(out: &mut impl Write, message: &T) -> std::io::Result<()> {
     write_unflushed(out, message)?;
     out.flush()
 }
 
 /// Writes one message without flushing `out`, for a writer that flushes once its queue is
 /// empty: messages that come in a burst leave in one write.
-pub fn write_unflushed<T: Message>(out: &mut impl Write, message: &mut T) -> std::io::Result<()> {
+pub fn write_unflushed<T: Message>(out: &mut impl Write, message: &T) -> std::io::Result<()> {
     out.write_all(&encode(message))?;
     if let Some(payload) = message.payload() {
         out.write_all(&payload.0)?;
@@ -380,7 +391,7 @@ pub fn read_frame<T: Message>(input: &mut impl Read, max: usize) -> Result<T, Fr
     let mut body = vec![0u8; check_len(header, max)?];
     input.read_exact(&mut body)?;
     let mut message: T = decode(&body)?;
-    if let Some(payload) = message.payload() {
+    if let Some(payload) = message.payload_mut() {
         // Deserialize checked the length against MAX_INLINE_FILE.
         match input.read_exact(&mut payload.0) {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -413,11 +424,11 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let mut buf = Vec::new();
-        let mut message = ToParent::Ready {
+        let message = ToParent::Ready {
             file: 3,
             staged: Staged::Swarm,
         };
-        write_frame(&mut buf, &mut message).unwrap();
+        write_frame(&mut buf, &message).unwrap();
         let back: ToParent = read_frame(&mut &buf[..], MAX_FRAME).unwrap();
         assert!(matches!(
             back,
@@ -432,12 +443,12 @@ mod tests {
     fn the_largest_inline_file_arrives_intact_after_its_frame() {
         let bytes: Vec<u8> = (0..MAX_INLINE_FILE).map(|i| (i * 7 % 251) as u8).collect();
         let mut buf = Vec::new();
-        let mut message = ToParent::ReadyInline {
+        let message = ToParent::ReadyInline {
             file: 1,
             bytes: Payload(bytes.clone()),
         };
-        write_frame(&mut buf, &mut message).unwrap();
-        write_frame(&mut buf, &mut ToParent::Hello { version: 9 }).unwrap();
+        write_frame(&mut buf, &message).unwrap();
+        write_frame(&mut buf, &ToParent::Hello { version: 9 }).unwrap();
         assert!(
             buf.len() < bytes.len() + 100,
             "raw, not encoded: {} bytes",
@@ -469,11 +480,11 @@ mod tests {
         ));
 
         let mut cut = Vec::new();
-        let mut message = ToParent::ReadyInline {
+        let message = ToParent::ReadyInline {
             file: 1,
             bytes: Payload(vec![7; 1000]),
         };
-        write_frame(&mut cut, &mut message).unwrap();
+        write_frame(&mut cut, &message).unwrap();
         cut.truncate(cut.len() - 1);
         assert!(matches!(
             read_frame::<ToParent>(&mut &cut[..], MAX_FRAME),
@@ -505,7 +516,7 @@ mod tests {
 
     #[test]
     fn a_job_with_large_indexes_fits_the_childs_limit() {
-        let mut job = ToChild::Prefetch(Box::new(PrefetchJob {
+        let job = ToChild::Prefetch(Box::new(PrefetchJob {
             files: vec![],
             cache_dirs: vec![],
             parallel: 1,
@@ -515,7 +526,7 @@ mod tests {
             stall_ms: 1,
         }));
         let mut buf = Vec::new();
-        write_frame(&mut buf, &mut job).unwrap();
+        write_frame(&mut buf, &job).unwrap();
         assert!(buf.len() < (8 << 20) * 3 / 2, "base64, not JSON arrays");
         let back: ToChild = read_frame(&mut &buf[..], MAX_JOB_FRAME).unwrap();
         let ToChild::Prefetch(job) = back else {
