@@ -9,10 +9,11 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
 
 use crate::interrupt::Interrupt;
 
@@ -94,16 +95,10 @@ impl Http {
         max_len: Option<u64>,
         on_bytes: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Fetched, FetchError> {
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(part)
-            .await?;
-        let mut offset = file.metadata().await?.len();
+        let file = open_part(part)?;
+        let mut offset = file.metadata()?.len();
         if max_len.is_some_and(|max| offset > max) {
-            file.set_len(0).await?;
+            file.set_len(0)?;
             offset = 0;
         }
         if max_len == Some(offset) && offset > 0 {
@@ -127,28 +122,28 @@ impl Http {
             }
             StatusCode::OK => {
                 // The server ignored the range: start over.
-                file.set_len(0).await?;
+                file.set_len(0)?;
                 offset = 0;
             }
             StatusCode::RANGE_NOT_SATISFIABLE => {
                 // Our partial is longer than the server's file: it is not this file.
-                file.set_len(0).await?;
+                file.set_len(0)?;
                 return Err(FetchError::Status(StatusCode::RANGE_NOT_SATISFIABLE));
             }
             status => return Err(FetchError::Status(status)),
         }
 
-        let mut writer = BufWriter::with_capacity(256 * 1024, file);
-        writer.seek_to(offset).await?;
+        let mut writer = PartWriter::new(file, offset);
         let mut len = offset;
         let streamed = self
             .stream_body(response, &mut writer, &mut len, max_len, on_bytes)
             .await;
-        // Whatever arrived before an error stays on disk for the next attempt to resume.
-        writer.flush().await?;
+        // Whatever arrived before an error stays on disk for the next attempt to resume; the
+        // file is closed when this returns (its taker relies on that).
+        let file = writer.finish().await?;
         if let Err(e) = streamed {
             if matches!(e, FetchError::TooLong(_)) {
-                writer.get_mut().set_len(0).await?;
+                file.set_len(0)?;
             }
             return Err(e);
         }
@@ -186,10 +181,10 @@ impl Http {
         }
     }
 
-    async fn stream_body<W: tokio::io::AsyncWrite + Unpin>(
+    async fn stream_body(
         &self,
         response: reqwest::Response,
-        writer: &mut W,
+        writer: &mut impl Sink,
         len: &mut u64,
         max_len: Option<u64>,
         on_bytes: &(dyn Fn(u64) + Send + Sync),
@@ -227,9 +222,10 @@ impl Http {
             if let Some(max) = max_len.filter(|max| *len + chunk.len() as u64 > *max) {
                 return Err(FetchError::TooLong(max));
             }
-            *len += chunk.len() as u64;
-            writer.write_all(&chunk).await?;
-            on_bytes(chunk.len() as u64);
+            let n = chunk.len() as u64;
+            *len += n;
+            writer.put(chunk).await?;
+            on_bytes(n);
         }
         Ok(())
     }
@@ -313,17 +309,100 @@ impl Http {
     }
 }
 
-trait SeekTo {
-    async fn seek_to(&mut self, offset: u64) -> std::io::Result<()>;
+/// Opens (or creates) a partial file to resume. One left root's by a run killed while the root
+/// process held it (see `fetcher::intake`) cannot be written any more: it is removed and
+/// started anew.
+fn open_part(part: &Path) -> std::io::Result<std::fs::File> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(part)
+    };
+    match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            std::fs::remove_file(part)?;
+            open()
+        }
+        other => other,
+    }
 }
 
-impl SeekTo for BufWriter<tokio::fs::File> {
-    async fn seek_to(&mut self, offset: u64) -> std::io::Result<()> {
-        use tokio::io::AsyncSeekExt;
-        self.get_mut()
-            .seek(std::io::SeekFrom::Start(offset))
+/// Where a body's chunks go.
+trait Sink {
+    async fn put(&mut self, chunk: Bytes) -> std::io::Result<()>;
+}
+
+impl Sink for Vec<u8> {
+    async fn put(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        self.extend_from_slice(&chunk);
+        Ok(())
+    }
+}
+
+/// Writes a body into its file on a blocking thread of its own, from the chunks as they came
+/// off the socket: no buffer copies them again (a 1 GB file crossed two: a `BufWriter`'s and
+/// `tokio::fs::File`'s), and the async task never waits on the disk unless the writer falls
+/// [`PartWriter::QUEUE`] chunks behind.
+struct PartWriter {
+    chunks: mpsc::Sender<Bytes>,
+    thread: tokio::task::JoinHandle<std::io::Result<std::fs::File>>,
+}
+
+impl PartWriter {
+    const QUEUE: usize = 8;
+
+    fn new(file: std::fs::File, offset: u64) -> PartWriter {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(Self::QUEUE);
+        let thread = tokio::task::spawn_blocking(move || {
+            use std::io::{IoSlice, Seek, Write};
+            let mut file = file;
+            file.seek(std::io::SeekFrom::Start(offset))?;
+            let mut batch = Vec::with_capacity(Self::QUEUE);
+            while let Some(chunk) = rx.blocking_recv() {
+                batch.push(chunk);
+                while batch.len() < Self::QUEUE {
+                    match rx.try_recv() {
+                        Ok(chunk) => batch.push(chunk),
+                        Err(_) => break,
+                    }
+                }
+                let mut slices: Vec<IoSlice> = batch.iter().map(|c| IoSlice::new(c)).collect();
+                let mut slices = &mut slices[..];
+                while !slices.is_empty() {
+                    match file.write_vectored(slices) {
+                        Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                        Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                batch.clear();
+            }
+            Ok(file)
+        });
+        PartWriter { chunks: tx, thread }
+    }
+
+    /// Waits for everything put to be written and returns the file, or the error that stopped
+    /// the writer.
+    async fn finish(self) -> std::io::Result<std::fs::File> {
+        drop(self.chunks);
+        self.thread
             .await
-            .map(|_| ())
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+    }
+}
+
+impl Sink for PartWriter {
+    async fn put(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        // A writer that stopped says why in `finish`.
+        self.chunks
+            .send(chunk)
+            .await
+            .map_err(|_| std::io::Error::other("the file writer stopped"))
     }
 }
 

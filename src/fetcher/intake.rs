@@ -25,8 +25,10 @@ use sha2::{Digest, Sha256};
 use super::protocol::{Refusal, Staged};
 use super::sandbox::Staging;
 
-/// Copies are made in chunks of this size.
-const CHUNK: usize = 1 << 20;
+/// Files are read (and copies written) in chunks of this size: small enough that a chunk is
+/// still in the core's L2 cache when it is hashed and written (with 1 MiB chunks, reading a
+/// 1 GB file back cost as much CPU as hashing it).
+const CHUNK: usize = 128 << 10;
 /// Signatures are small; anything larger is not a signature.
 pub const MAX_SIG_LEN: u64 = 64 * 1024;
 
@@ -178,6 +180,65 @@ impl Intake {
         })
     }
 
+    /// Takes a mirror's copy the child has given up (closed, and never to be opened again)
+    /// into the cache itself rather than a copy of it: the file is made root's and read-only
+    /// first, then a read lease proves that no descriptor or mapping can still write it, and
+    /// only then is it hashed and linked into the cache. pacman's own sandboxed downloads work
+    /// the same way, with the download process's exit as the proof. The bytes are read once
+    /// (not copied and written again), and only after they can no longer change, so none of
+    /// this overlaps the transfer. Where the file cannot be taken (a file system without
+    /// leases or links, a descriptor still open) it is copied as any other.
+    pub fn take(&self, expected: &Expected) -> Result<(), Refusal> {
+        let unopened = |e: std::io::Error| Refusal::Failed(format!("could not open it: {e}"));
+        let file = self
+            .open_staged(Staged::Mirror, &expected.name)
+            .map_err(unopened)?;
+        if let Err(e) = self.seize(&file) {
+            tracing::debug!("{}: not taken ({e}); copied", expected.name);
+            let copy = self.begin(expected, Staged::Mirror).map_err(unopened)?;
+            return self.finish(copy, expected);
+        }
+        let unread = |e: std::io::Error| Refusal::Failed(format!("could not read it: {e}"));
+        let len = file.metadata().map_err(unread)?.len();
+        let digest = match len == expected.size && expected.sha256.is_some() {
+            true => hash(&file).map_err(unread)?,
+            false => [0; 32],
+        };
+        expected.judge(len, || digest)?;
+        let tmp = self.staging.work.join(format!("{}.taken", expected.name));
+        let _ = std::fs::remove_file(&tmp);
+        if let Err(e) = link_fd(&file, &tmp) {
+            tracing::debug!("{}: not linked ({e}); copied", expected.name);
+            let copy = self.begin(expected, Staged::Mirror).map_err(unopened)?;
+            return self.finish(copy, expected);
+        }
+        let dest = self.dest.join(&expected.name);
+        std::fs::rename(&tmp, &dest).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Refusal::Failed(format!("could not move into {}: {e}", dest.display()))
+        })
+    }
+
+    /// Makes an open staged file root's, `0644`, and proves nobody can still write it: once it
+    /// is root's, nobody else can open it for writing, and a read lease is granted only when
+    /// no open descriptor (or shared mapping) can write it.
+    fn seize(&self, file: &File) -> std::io::Result<()> {
+        let fd = file.as_raw_fd();
+        let check = |rc: libc::c_int| match rc {
+            -1 => Err(std::io::Error::last_os_error()),
+            _ => Ok(()),
+        };
+        // SAFETY: plain system calls on a descriptor this function's caller owns.
+        unsafe {
+            if self.owner.is_some() {
+                check(libc::fchown(fd, 0, 0))?;
+            }
+            check(libc::fchmod(fd, 0o644))?;
+            check(libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK))?;
+            check(libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK))
+        }
+    }
+
     /// `<name>.sig` from the child's staging directory into the cache; at most
     /// [`MAX_SIG_LEN`] bytes (alpm checks the signature itself at the commit).
     pub fn signature(&self, name: &str) -> Result<(), Refusal> {
@@ -277,6 +338,59 @@ impl Drop for Copy {
     fn drop(&mut self) {
         // Placed copies were renamed away; anything still here is unverified.
         let _ = std::fs::remove_file(&self.dst_path);
+    }
+}
+
+/// The sha256 of a whole file, read from its start.
+fn hash(file: &File) -> std::io::Result<[u8; 32]> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = 0;
+    loop {
+        let n = file.read_at(&mut buf, at)?;
+        if n == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+}
+
+/// Gives the file open as `file` the new name `to` (a hard link to the descriptor, not to a
+/// name that could since have been replaced): `linkat` with `AT_EMPTY_PATH` where the process
+/// may (root), through `/proc/self/fd` otherwise.
+fn link_fd(file: &File, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("a path with a NUL byte"))?;
+    let fd = file.as_raw_fd();
+    // SAFETY: NUL-terminated paths and a descriptor the caller owns.
+    let rc = unsafe {
+        libc::linkat(
+            fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let proc = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
+    // SAFETY: as above.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            proc.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
@@ -420,6 +534,93 @@ mod tests {
         copy.advance(50_000, e.size).unwrap();
         std::fs::write(&staged, &data).unwrap();
         intake.finish(copy, &e).unwrap();
+        assert_eq!(std::fs::read(&placed).unwrap(), data);
+    }
+
+    #[test]
+    fn a_given_up_mirror_copy_is_taken_whole_and_made_read_only() {
+        let (dir, intake) = setup();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+        let e = expected(&data);
+        let staged = Staged::Mirror.path(&intake.staging.fetch, &e.name);
+        std::fs::write(&staged, &data).unwrap();
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o666)).unwrap();
+        intake.take(&e).unwrap();
+        let placed = dir.path().join("cache").join(&e.name);
+        let (placed_meta, staged_meta) = (
+            std::fs::metadata(&placed).unwrap(),
+            std::fs::metadata(&staged).unwrap(),
+        );
+        assert_eq!(placed_meta.ino(), staged_meta.ino(), "taken, not copied");
+        assert_eq!(placed_meta.mode() & 0o7777, 0o644);
+        assert_eq!(std::fs::read(&placed).unwrap(), data);
+        assert_eq!(std::fs::read_dir(&intake.staging.work).unwrap().count(), 1);
+
+        // Bytes that are not the database's are refused, and nothing is placed.
+        std::fs::remove_file(&placed).unwrap();
+        std::fs::remove_file(&staged).unwrap();
+        let mut bad = data.clone();
+        bad[123_456] ^= 1;
+        std::fs::write(&staged, &bad).unwrap();
+        assert!(matches!(intake.take(&e), Err(Refusal::Mismatch(_))));
+        assert!(!placed.exists());
+        assert_eq!(std::fs::read_dir(&intake.staging.work).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_mirror_copy_still_open_for_writing_is_copied_not_taken() {
+        let (dir, intake) = setup();
+        let data = vec![7u8; 200_000];
+        let e = expected(&data);
+        let staged = Staged::Mirror.path(&intake.staging.fetch, &e.name);
+        std::fs::write(&staged, &data).unwrap();
+        // The download process kept a descriptor that can still write the file.
+        let writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&staged)
+            .unwrap();
+        intake.take(&e).unwrap();
+        let placed = dir.path().join("cache").join(&e.name);
+        assert_ne!(
+            std::fs::metadata(&placed).unwrap().ino(),
+            std::fs::metadata(&staged).unwrap().ino(),
+            "copied"
+        );
+        writer.write_all_at(b"changed", 0).unwrap();
+        assert_eq!(std::fs::read(&placed).unwrap(), data);
+        drop(writer);
+        // A writable shared mapping counts as a writer too.
+        std::fs::remove_file(&placed).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&staged)
+            .unwrap();
+        file.write_all_at(&data[..7], 0).unwrap();
+        // SAFETY: a shared mapping of a file this test owns, unmapped below.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        drop(file);
+        intake.take(&e).unwrap();
+        assert_ne!(
+            std::fs::metadata(&placed).unwrap().ino(),
+            std::fs::metadata(&staged).unwrap().ino(),
+            "copied"
+        );
+        // SAFETY: the mapping made above, 4096 bytes long.
+        unsafe {
+            *(map as *mut u8) = 0;
+            libc::munmap(map, 4096);
+        }
         assert_eq!(std::fs::read(&placed).unwrap(), data);
     }
 

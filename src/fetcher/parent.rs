@@ -317,6 +317,7 @@ impl Fetcher {
             bars: HashMap::new(),
             pipes: HashMap::new(),
             placed_here: HashSet::new(),
+            kept: HashSet::new(),
             signatures: Vec::new(),
             placed: Arc::default(),
         };
@@ -329,6 +330,11 @@ impl Fetcher {
                 ToParent::Say { level, text } => run.say(level, &clean(&text)),
                 ToParent::Progress(progress) => {
                     if let Err(why) = run.progress(progress) {
+                        break Err(self.refuse(&why));
+                    }
+                }
+                ToParent::Keeps { files } => {
+                    if let Err(why) = run.keeps(files) {
                         break Err(self.refuse(&why));
                     }
                 }
@@ -419,6 +425,9 @@ struct Run<'a> {
     /// Small files placed by the run itself, without a copy task: a later offer of one is
     /// answered as already placed.
     placed_here: HashSet<u32>,
+    /// Files whose mirror copies the child keeps to seed ([`ToParent::Keeps`]): those are
+    /// copied, every other mirror copy is taken.
+    kept: HashSet<u32>,
     signatures: Vec<JoinHandle<()>>,
     placed: Arc<AtomicUsize>,
 }
@@ -434,6 +443,8 @@ enum Step {
     Advance(Staged, u64),
     /// The child offers this staged file, complete.
     Ready(Staged),
+    /// The child offers its mirror copy, complete, and gives it up.
+    Take,
     /// The child sent the whole file from a mirror (a small one) over the pipe.
     Inline(Vec<u8>),
 }
@@ -443,7 +454,7 @@ impl Step {
     fn staged(&self) -> Staged {
         match self {
             Step::Advance(staged, _) | Step::Ready(staged) => *staged,
-            Step::Inline(_) => Staged::Mirror,
+            Step::Take | Step::Inline(_) => Staged::Mirror,
         }
     }
 }
@@ -491,7 +502,8 @@ impl Run<'_> {
                     None
                 } else if swarm_prefix > 0 {
                     Some(Step::Advance(Staged::Swarm, swarm_prefix))
-                } else if active[1] {
+                } else if active[1] && self.kept.contains(&file) {
+                    // A mirror copy the child gives up is taken when offered, not copied.
                     Some(Step::Advance(Staged::Mirror, u64::MAX))
                 } else {
                     None
@@ -526,6 +538,9 @@ impl Run<'_> {
                     intake.finish(copy, expected)
                 })?;
             }
+            Staged::Mirror if !self.kept.contains(&file) => {
+                self.pipe(file)?.steps.send(Step::Take).ok();
+            }
             Staged::Mirror | Staged::Swarm => {
                 self.pipe(file)?.steps.send(Step::Ready(staged)).ok();
             }
@@ -543,6 +558,14 @@ impl Run<'_> {
                 }));
             }
             Staged::Index => return Err("an index offered during the prefetch".into()),
+        }
+        Ok(())
+    }
+
+    fn keeps(&mut self, files: Vec<u32>) -> Result<(), String> {
+        for file in files {
+            self.file(file)?;
+            self.kept.insert(file);
         }
         Ok(())
     }
@@ -662,36 +685,11 @@ async fn copy_task(
     // Once the file is in the cache, progress reports still on their way must not begin a
     // copy that nothing would finish (each holds a buffer and a file until the run ends).
     while let Some(step) = steps.recv().await {
-        match step {
-            Step::Advance(..) if placed_once => {}
-            Step::Ready(_) | Step::Inline(_) if placed_once => {
-                // The other source finished too: the verified copy is already in the cache.
-                let _ = outbox.send(ToChild::Verdict {
-                    file,
-                    staged: step.staged(),
-                    placed: Ok(()),
-                });
-            }
-            Step::Inline(bytes) => {
-                // A mirror copy begun from the staging directory is of no further use.
-                if copy.as_ref().is_some_and(|c| c.staged == Staged::Mirror) {
-                    copy = None;
-                }
-                let (intake, expected) = (intake.clone(), expected.clone());
-                let verdict =
-                    tokio::task::spawn_blocking(move || intake.place_bytes(&expected, &bytes))
-                        .await
-                        .unwrap_or_else(|e| Err(Refusal::Failed(e.to_string())));
-                if verdict.is_ok() {
-                    placed.fetch_add(1, Ordering::SeqCst);
-                    placed_once = true;
-                }
-                let _ = outbox.send(ToChild::Verdict {
-                    file,
-                    staged: Staged::Mirror,
-                    placed: verdict,
-                });
-            }
+        let staged = step.staged();
+        let verdict = match step {
+            Step::Advance(..) if placed_once => continue,
+            // The other source finished too: the verified copy is already in the cache.
+            Step::Ready(_) | Step::Take | Step::Inline(_) if placed_once => Ok(()),
             Step::Advance(staged, upto) => {
                 let current = match copy.take() {
                     Some(c) if c.staged == staged => c,
@@ -714,6 +712,22 @@ async fn copy_task(
                 })
                 .await
                 .ok();
+                continue;
+            }
+            Step::Inline(bytes) => {
+                // A mirror copy begun from the staging directory is of no further use.
+                if copy.as_ref().is_some_and(|c| c.staged == Staged::Mirror) {
+                    copy = None;
+                }
+                let (intake, expected) = (intake.clone(), expected.clone());
+                blocking(move || intake.place_bytes(&expected, &bytes)).await
+            }
+            Step::Take => {
+                if copy.as_ref().is_some_and(|c| c.staged == Staged::Mirror) {
+                    copy = None;
+                }
+                let (intake, expected) = (intake.clone(), expected.clone());
+                blocking(move || intake.take(&expected)).await
             }
             Step::Ready(staged) => {
                 let begun = match copy.take() {
@@ -725,24 +739,31 @@ async fn copy_task(
                     }
                 };
                 let (intake, expected) = (intake.clone(), expected.clone());
-                let verdict = match begun {
-                    Ok(c) => tokio::task::spawn_blocking(move || intake.finish(c, &expected))
-                        .await
-                        .unwrap_or_else(|e| Err(Refusal::Failed(e.to_string()))),
+                match begun {
+                    Ok(c) => blocking(move || intake.finish(c, &expected)).await,
                     Err(e) => Err(Refusal::Failed(format!("could not open it: {e}"))),
-                };
-                if verdict.is_ok() {
-                    placed.fetch_add(1, Ordering::SeqCst);
-                    placed_once = true;
                 }
-                let _ = outbox.send(ToChild::Verdict {
-                    file,
-                    staged,
-                    placed: verdict,
-                });
             }
+        };
+        if verdict.is_ok() && !placed_once {
+            placed.fetch_add(1, Ordering::SeqCst);
+            placed_once = true;
         }
+        let _ = outbox.send(ToChild::Verdict {
+            file,
+            staged,
+            placed: verdict,
+        });
     }
+}
+
+/// A placement on a blocking thread: it reads and writes whole files.
+async fn blocking(
+    place: impl FnOnce() -> Result<(), Refusal> + Send + 'static,
+) -> Result<(), Refusal> {
+    tokio::task::spawn_blocking(place)
+        .await
+        .unwrap_or_else(|e| Err(Refusal::Failed(e.to_string())))
 }
 
 /// Passes the child's stderr on, line by line, cleaned of control characters; a line longer

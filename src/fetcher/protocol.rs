@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::transaction::PackageFile;
 
 /// Bumped whenever a message changes meaning.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// The largest message the root process reads from the child: progress and offers are a few
 /// dozen bytes.
 pub const MAX_FRAME: usize = 4 << 20;
@@ -187,8 +187,16 @@ pub enum ToParent {
     /// The answer to [`ToChild::RefreshIndexes`], one outcome per request, in order.
     Indexes(Vec<IndexOutcome>),
     Progress(Progress),
+    /// The child keeps its mirror copies of these files once they are placed (to seed them),
+    /// and gives up every other one when it offers it: it has closed it and never opens it
+    /// again, so the parent may take that file itself rather than copy it. Sent before the
+    /// first offer; without it, the child keeps none.
+    Keeps {
+        files: Vec<u32>,
+    },
     /// The file is complete in staging and passed the child's own checks: the parent copies
-    /// and verifies it and answers with a [`ToChild::Verdict`].
+    /// (or, for a mirror copy the child gave up, takes) and verifies it and answers with a
+    /// [`ToChild::Verdict`].
     Ready {
         file: u32,
         staged: Staged,
