@@ -116,10 +116,15 @@ pub(crate) async fn with_timeout<T>(
     fut.await
 }
 
+// pactor: messages waiting in the writer's queue go out in one write, up to this many bytes
+// (four chunks): one send per 16 KiB chunk, and one per 17-byte request, was most of a
+// loopback transfer's system time on both sides.
+const WRITE_BUF_LEN: usize = MAX_MSG_LEN * 4;
+
 struct ManagePeerArgs {
     handshake_supports_extended: bool,
     read_buf: ReadBuf,
-    write_buf: Box<[u8; MAX_MSG_LEN]>,
+    write_buf: Box<[u8; WRITE_BUF_LEN]>,
     read: BoxAsyncReadVectored,
     write: BoxAsyncWrite,
     outgoing_chan: tokio::sync::mpsc::UnboundedReceiver<WriterRequest>,
@@ -175,7 +180,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
             try_decode_peer_id(incoming.handshake.peer_id)
         );
 
-        let mut write_buf = Box::new([0u8; MAX_MSG_LEN]);
+        let mut write_buf = Box::new([0u8; WRITE_BUF_LEN]);
         let my_handshake = Handshake::new(self.info_hash, self.peer_id);
         let hlen = my_handshake.serialize_unchecked_len(&mut *write_buf);
         with_timeout(
@@ -234,7 +239,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
         async move {
             self.handler.on_connected(now.elapsed());
 
-            let mut write_buf = Box::new([0u8; MAX_MSG_LEN]);
+            let mut write_buf = Box::new([0u8; WRITE_BUF_LEN]);
             let handshake = Handshake::new(self.info_hash, self.peer_id);
             let hsz = handshake.serialize_unchecked_len(&mut *write_buf);
             with_timeout(
@@ -349,114 +354,136 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
             trace!("sent unchoke");
 
             let mut broadcast_closed = false;
+            // pactor: a request taken from the queue that did not fit the last write.
+            let mut pending: Option<WriterRequest> = None;
 
             loop {
-                let req = loop {
-                    break tokio::select! {
-                        r = have_broadcast.recv(), if !broadcast_closed => match r {
-                            Ok(id) => {
-                                if self.handler.should_transmit_have(id) {
-                                     WriterRequest::Message(Message::Have(id.get()))
-                                } else {
+                let req = if let Some(req) = pending.take() {
+                    req
+                } else {
+                    loop {
+                        break tokio::select! {
+                            r = have_broadcast.recv(), if !broadcast_closed => match r {
+                                Ok(id) => {
+                                    if self.handler.should_transmit_have(id) {
+                                         WriterRequest::Message(Message::Have(id.get()))
+                                    } else {
+                                        continue
+                                    }
+                                },
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                    broadcast_closed = true;
+                                    debug!("broadcast channel closed, will not poll it anymore");
                                     continue
+                                },
+                                _ => continue
+                            },
+                            r = timeout(keep_alive_interval, outgoing_chan.recv()) => match r {
+                                Ok(Some(msg)) => msg,
+                                Ok(None) => {
+                                    return Err(Error::TorrentIsNotLive);
                                 }
-                            },
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                                broadcast_closed = true;
-                                debug!("broadcast channel closed, will not poll it anymore");
-                                continue
-                            },
-                            _ => continue
-                        },
-                        r = timeout(keep_alive_interval, outgoing_chan.recv()) => match r {
-                            Ok(Some(msg)) => msg,
-                            Ok(None) => {
-                                return Err(Error::TorrentIsNotLive);
+                                Err(_) => WriterRequest::Message(Message::KeepAlive),
                             }
-                            Err(_) => WriterRequest::Message(Message::KeepAlive),
-                        }
-                    };
+                        };
+                    }
                 };
 
                 tokio::task::yield_now().await;
 
-                let mut uploaded_add = None;
-
-                trace!("about to send: {:?}", &req);
-                let ext_msg_ids = &|| {
-                    extended_handshake_ref
-                        .read()
-                        .as_ref()
-                        .map(|e| *e)
-                        .unwrap_or_default()
-                };
-
-                let len = match req {
-                    WriterRequest::Message(msg) => msg.serialize(&mut *write_buf, ext_msg_ids)?,
-                    WriterRequest::UtMetadata(utm) => {
-                        Message::Extended(ExtendedMessage::UtMetadata(utm.as_borrowed()))
-                            .serialize(&mut *write_buf, ext_msg_ids)?
+                let mut uploaded_add = 0u32;
+                let mut len = 0usize;
+                let mut next = Some(req);
+                while let Some(req) = next.take() {
+                    if len > 0 && matches!(req, WriterRequest::Disconnect(_)) {
+                        pending = Some(req);
+                        break;
                     }
-                    WriterRequest::UtPex(ut_pex) => {
-                        Message::Extended(ExtendedMessage::UtPex(ut_pex.as_borrowed()))
-                            .serialize(&mut *write_buf, ext_msg_ids)?
-                    }
-                    WriterRequest::ReadChunkRequest(chunk) => {
-                        #[allow(unused_mut)]
-                        let mut skip_reading_for_e2e_tests = false;
+                    let write_buf = &mut write_buf[len..];
 
-                        #[cfg(test)]
-                        {
-                            use tracing::warn;
-                            // This is poor-mans fault injection for running e2e tests.
-                            use crate::tests::test_util::TestPeerMetadata;
-                            let tpm = TestPeerMetadata::from_peer_id(self.peer_id);
-                            use rand::RngExt;
-                            if rand::rng().random_bool(tpm.disconnect_probability()) {
-                                return Err(Error::TestDisconnect);
+                    trace!("about to send: {:?}", &req);
+                    let ext_msg_ids = &|| {
+                        extended_handshake_ref
+                            .read()
+                            .as_ref()
+                            .map(|e| *e)
+                            .unwrap_or_default()
+                    };
+
+                    len += match req {
+                        WriterRequest::Message(msg) => {
+                            msg.serialize(&mut *write_buf, ext_msg_ids)?
+                        }
+                        WriterRequest::UtMetadata(utm) => {
+                            Message::Extended(ExtendedMessage::UtMetadata(utm.as_borrowed()))
+                                .serialize(&mut *write_buf, ext_msg_ids)?
+                        }
+                        WriterRequest::UtPex(ut_pex) => {
+                            Message::Extended(ExtendedMessage::UtPex(ut_pex.as_borrowed()))
+                                .serialize(&mut *write_buf, ext_msg_ids)?
+                        }
+                        WriterRequest::ReadChunkRequest(chunk) => {
+                            #[allow(unused_mut)]
+                            let mut skip_reading_for_e2e_tests = false;
+
+                            #[cfg(test)]
+                            {
+                                use tracing::warn;
+                                // This is poor-mans fault injection for running e2e tests.
+                                use crate::tests::test_util::TestPeerMetadata;
+                                let tpm = TestPeerMetadata::from_peer_id(self.peer_id);
+                                use rand::RngExt;
+                                if rand::rng().random_bool(tpm.disconnect_probability()) {
+                                    return Err(Error::TestDisconnect);
+                                }
+
+                                #[allow(clippy::cast_possible_truncation)]
+                                let sleep_ms = (rand::rng().random::<f64>()
+                                    * (tpm.max_random_sleep_ms as f64))
+                                    as u64;
+                                if sleep_ms > 0 {
+                                    tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+                                }
+
+                                if rand::rng().random_bool(tpm.bad_data_probability()) {
+                                    warn!(
+                                        "will NOT actually read the data to simulate a malicious peer that sends garbage"
+                                    );
+                                    write_buf.fill(0);
+                                    skip_reading_for_e2e_tests = true;
+                                }
                             }
 
-                            #[allow(clippy::cast_possible_truncation)]
-                            let sleep_ms = (rand::rng().random::<f64>()
-                                * (tpm.max_random_sleep_ms as f64))
-                                as u64;
-                            if sleep_ms > 0 {
-                                tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+                            // this whole section is an optimization
+                            let preamble_len = serialize_piece_preamble(&chunk, &mut *write_buf);
+                            let full_len = preamble_len + chunk.size as usize;
+                            if !skip_reading_for_e2e_tests {
+                                self.spawner
+                                    .chunk_io(|| {
+                                        self.handler.read_chunk(
+                                            &chunk,
+                                            &mut write_buf[preamble_len..full_len],
+                                        )
+                                    })
+                                    .await
+                                    .map_err(Error::ReadChunk)?;
                             }
 
-                            if rand::rng().random_bool(tpm.bad_data_probability()) {
-                                warn!(
-                                    "will NOT actually read the data to simulate a malicious peer that sends garbage"
-                                );
-                                write_buf.fill(0);
-                                skip_reading_for_e2e_tests = true;
+                            uploaded_add += chunk.size;
+                            full_len
+                        }
+                        WriterRequest::Disconnect(res) => {
+                            trace!("disconnect requested, closing writer");
+                            match res {
+                                Ok(()) => return Err(Error::Disconnect),
+                                Err(e) => return Err(Error::DisconnectWithSource(e)),
                             }
                         }
-
-                        // this whole section is an optimization
-                        let preamble_len = serialize_piece_preamble(&chunk, &mut *write_buf);
-                        let full_len = preamble_len + chunk.size as usize;
-                        if !skip_reading_for_e2e_tests {
-                            self.spawner
-                                .chunk_io(|| {
-                                    self.handler
-                                        .read_chunk(&chunk, &mut write_buf[preamble_len..full_len])
-                                })
-                                .await
-                                .map_err(Error::ReadChunk)?;
-                        }
-
-                        uploaded_add = Some(chunk.size);
-                        full_len
+                    };
+                    if WRITE_BUF_LEN - len >= MAX_MSG_LEN {
+                        next = outgoing_chan.try_recv().ok();
                     }
-                    WriterRequest::Disconnect(res) => {
-                        trace!("disconnect requested, closing writer");
-                        match res {
-                            Ok(()) => return Err(Error::Disconnect),
-                            Err(e) => return Err(Error::DisconnectWithSource(e)),
-                        }
-                    }
-                };
+                }
 
                 with_timeout(
                     "writing",
@@ -465,7 +492,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                 )
                 .await?;
 
-                if let Some(uploaded_add) = uploaded_add {
+                if uploaded_add > 0 {
                     self.handler.on_uploaded_bytes(uploaded_add)
                 }
             }
