@@ -538,8 +538,8 @@ impl Prefetch {
     }
 
     /// One mirror transfer into the staging directory, offered to the root process, which
-    /// hashes the copy it takes (while the bytes arrive) and judges it against the database;
-    /// the size is checked here.
+    /// hashes its copy of the file (while the bytes arrive), or the file itself once taken,
+    /// and judges it against the database; the size is checked here.
     async fn fetch_staged(
         &self,
         url: &str,

@@ -1,6 +1,7 @@
 //! The root side of the hand-over: a file the download process offers is copied out of its
 //! staging directory into a file only root can write, hashed as it is copied, and renamed into
-//! the cache only if its size and sha256 are the database's.
+//! the cache only if its size and sha256 are the database's. A mirror's copy the child gave up
+//! is taken instead ([`Intake::take`]): no second copy, once nobody can write it.
 //!
 //! Why a copy and not a rename: the download process keeps whatever file descriptors it opened,
 //! so a file it wrote can change after the root process hashed it; hashing it and then renaming

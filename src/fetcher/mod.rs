@@ -4,12 +4,13 @@
 //! writes only into its own staging directory. The root process keeps the alpm handle and the
 //! database lock, decides what is fetched, and is the only one that writes the cache: it copies
 //! each file the child offers into a file of its own, hashing what it copies, and renames that
-//! copy into the cache only when size and sha256 are the database's.
+//! copy into the cache only when size and sha256 are the database's; a mirror's copy the child
+//! gave up it takes whole instead, once it has proven nobody can still write it.
 //!
 //! - `protocol`: the versioned, bounded messages over the pipes;
 //! - `sandbox`: when to sandbox, the staging layout, entering the sandbox;
 //! - `parent`: starting the child, following it, passing signals on;
-//! - `intake`: the copy-and-verify of an offered file;
+//! - `intake`: the verification of an offered file, copied or taken;
 //! - `child`: the download process itself, running `prefetch`.
 
 mod child;
