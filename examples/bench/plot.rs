@@ -33,22 +33,22 @@ pub fn fleet(table: &FleetTable, dir: &Path) {
         (
             "pactor p50",
             series(Contender::PactorSwarm, |r| r.p50),
-            BLUE.mix(0.6),
+            RGBColor(31, 119, 180).mix(1.0),
         ),
         (
             "pactor p95",
             series(Contender::PactorSwarm, |r| r.p95),
-            BLUE.mix(1.0),
+            RGBColor(23, 190, 207).mix(1.0),
         ),
         (
             "pacman p50",
             series(Contender::Pacman, |r| r.p50),
-            RED.mix(0.6),
+            RGBColor(214, 39, 40).mix(1.0),
         ),
         (
             "pacman p95",
             series(Contender::Pacman, |r| r.p95),
-            RED.mix(1.0),
+            RGBColor(255, 127, 14).mix(1.0),
         ),
     ];
     let max_time = lines
@@ -118,7 +118,8 @@ fn draw(path: &Path, title: &str, y_label: &str, max_x: f64, max_y: f64, lines: 
             ))
             .expect("line")
             .label(*label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            // A filled swatch: a one-pixel legend line looks black whatever its colour.
+            .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 20, y + 4)], color.filled()));
         chart
             .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
             .expect("points");
