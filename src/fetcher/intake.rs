@@ -114,6 +114,11 @@ impl Intake {
     /// Starts a copy of `expected`'s staged file; nothing is read yet.
     pub fn begin(&self, expected: &Expected, staged: Staged) -> std::io::Result<Copy> {
         let src = self.open_staged(staged, &expected.name)?;
+        self.begin_from(src, expected, staged)
+    }
+
+    /// Starts a copy from a staged file already open (and checked).
+    fn begin_from(&self, src: File, expected: &Expected, staged: Staged) -> std::io::Result<Copy> {
         // One copy per source at a time (the swarm and a mirror may race), each its own file.
         let dst_path = self
             .staging
@@ -194,10 +199,17 @@ impl Intake {
         let file = self
             .open_staged(Staged::Mirror, &expected.name)
             .map_err(unopened)?;
+        // Copied from the descriptor already open: once made root's, the file would no longer
+        // pass the owner check of a new open.
+        let copied = |file: File| {
+            let copy = self
+                .begin_from(file, expected, Staged::Mirror)
+                .map_err(unopened)?;
+            self.finish(copy, expected)
+        };
         if let Err(e) = self.seize(&file) {
             tracing::debug!("{}: not taken ({e}); copied", expected.name);
-            let copy = self.begin(expected, Staged::Mirror).map_err(unopened)?;
-            return self.finish(copy, expected);
+            return copied(file);
         }
         let unread = |e: std::io::Error| Refusal::Failed(format!("could not read it: {e}"));
         let len = file.metadata().map_err(unread)?.len();
@@ -210,8 +222,7 @@ impl Intake {
         let _ = std::fs::remove_file(&tmp);
         if let Err(e) = link_fd(&file, &tmp) {
             tracing::debug!("{}: not linked ({e}); copied", expected.name);
-            let copy = self.begin(expected, Staged::Mirror).map_err(unopened)?;
-            return self.finish(copy, expected);
+            return copied(file);
         }
         let dest = self.dest.join(&expected.name);
         std::fs::rename(&tmp, &dest).map_err(|e| {
@@ -575,6 +586,28 @@ mod tests {
         let e = expected(&data);
         let staged = Staged::Mirror.path(&intake.staging.fetch, &e.name);
         std::fs::write(&staged, &data).unwrap();
+        if unsafe { libc::geteuid() } == 0 {
+            // A download user's file (root runs the tests): made root's, and copied all the same
+            // from the descriptor already open, which a new open would refuse (not the user's).
+            let user = Intake::new(
+                intake.staging.clone(),
+                dir.path().join("cache"),
+                Some(65534),
+            );
+            std::os::unix::fs::chown(&staged, Some(65534), Some(65534)).unwrap();
+            let writer = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&staged)
+                .unwrap();
+            user.take(&e).unwrap();
+            let placed = dir.path().join("cache").join(&e.name);
+            assert_eq!(std::fs::metadata(&staged).unwrap().uid(), 0);
+            writer.write_all_at(b"changed", 0).unwrap();
+            assert_eq!(std::fs::read(&placed).unwrap(), data);
+            std::fs::remove_file(&placed).unwrap();
+            std::fs::remove_file(&staged).unwrap();
+            std::fs::write(&staged, &data).unwrap();
+        }
         // The download process kept a descriptor that can still write the file.
         let writer = std::fs::OpenOptions::new()
             .write(true)

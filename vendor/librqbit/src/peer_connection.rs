@@ -116,10 +116,30 @@ pub(crate) async fn with_timeout<T>(
     fut.await
 }
 
-// pactor: messages waiting in the writer's queue go out in one write, up to this many bytes
-// (four chunks): one send per 16 KiB chunk, and one per 17-byte request, was most of a
-// loopback transfer's system time on both sides.
-const WRITE_BUF_LEN: usize = MAX_MSG_LEN * 4;
+// pactor: messages waiting in the writer's queue go out in one write, up to this many bytes:
+// one send per 17-byte request was a fifth of a loopback leecher's samples. One chunk and many
+// small messages fit; a second chunk would cost every connection another 16 KiB (a client of a
+// 16-machine fleet holds hundreds of connections).
+const WRITE_BUF_LEN: usize = MAX_MSG_LEN + 4096;
+
+// pactor: the most bytes `req` can take once serialized.
+fn max_serialized_len(req: &WriterRequest) -> usize {
+    match req {
+        WriterRequest::ReadChunkRequest(chunk) => 13 + chunk.size as usize,
+        WriterRequest::Message(
+            Message::Request(_)
+            | Message::Cancel(_)
+            | Message::Have(_)
+            | Message::KeepAlive
+            | Message::Choke
+            | Message::Unchoke
+            | Message::Interested
+            | Message::NotInterested,
+        ) => 17,
+        WriterRequest::Disconnect(_) => 0,
+        _ => MAX_MSG_LEN,
+    }
+}
 
 struct ManagePeerArgs {
     handshake_supports_extended: bool,
@@ -480,8 +500,12 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                             }
                         }
                     };
-                    if WRITE_BUF_LEN - len >= MAX_MSG_LEN {
-                        next = outgoing_chan.try_recv().ok();
+                    if let Ok(more) = outgoing_chan.try_recv() {
+                        if WRITE_BUF_LEN - len >= max_serialized_len(&more) {
+                            next = Some(more);
+                        } else {
+                            pending = Some(more);
+                        }
                     }
                 }
 
