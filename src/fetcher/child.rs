@@ -372,13 +372,7 @@ impl Handover {
             tracing::debug!("{}: {e}; mirrors' copies are not seeded", dir.display());
             return;
         }
-        let mut seedable = self.seedable.lock().expect("no poisoning");
-        seedable.extend(files);
-        let files = seedable
-            .keys()
-            .filter_map(|name| self.ids.get(name).copied())
-            .collect();
-        self.outbox.send(ToParent::Keeps { files });
+        self.seedable.lock().expect("no poisoning").extend(files);
     }
 
     /// Seeds the mirrors' copies kept so far: each is hashed into its canonical torrent, which

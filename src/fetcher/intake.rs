@@ -186,8 +186,8 @@ impl Intake {
         })
     }
 
-    /// Takes a mirror's copy the child has given up (closed, and never to be opened again)
-    /// into the cache itself rather than a copy of it: the file is made root's and read-only
+    /// Takes a mirror's copy the child has given up (closed, never to be written again; it may
+    /// still read it, to seed it) into the cache itself rather than a copy of it: the file is made root's and read-only
     /// first, then a read lease proves that no descriptor or mapping can still write it, and
     /// only then is it hashed and linked into the cache. pacman's own sandboxed downloads work
     /// the same way, with the download process's exit as the proof. The bytes are read once

@@ -317,7 +317,6 @@ impl Fetcher {
             bars: HashMap::new(),
             pipes: HashMap::new(),
             placed_here: HashSet::new(),
-            kept: HashSet::new(),
             signatures: Vec::new(),
             placed: Arc::default(),
         };
@@ -330,11 +329,6 @@ impl Fetcher {
                 ToParent::Say { level, text } => run.say(level, &clean(&text)),
                 ToParent::Progress(progress) => {
                     if let Err(why) = run.progress(progress) {
-                        break Err(self.refuse(&why));
-                    }
-                }
-                ToParent::Keeps { files } => {
-                    if let Err(why) = run.keeps(files) {
                         break Err(self.refuse(&why));
                     }
                 }
@@ -425,9 +419,6 @@ struct Run<'a> {
     /// Small files placed by the run itself, without a copy task: a later offer of one is
     /// answered as already placed.
     placed_here: HashSet<u32>,
-    /// Files whose mirror copies the child keeps to seed ([`ToParent::Keeps`]): those are
-    /// copied, every other mirror copy is taken.
-    kept: HashSet<u32>,
     signatures: Vec<JoinHandle<()>>,
     placed: Arc<AtomicUsize>,
 }
@@ -495,19 +486,11 @@ impl Run<'_> {
                 if let Some(bar) = self.bars.get(&file) {
                     bar.show([kept[0].min(size), kept[1].min(size)], active);
                 }
-                // A small file is copied whole when offered (or comes inline): copying it
-                // ahead would only start a task, and for an inline one open a staged file
-                // that is not there.
-                let hint = if size <= MAX_INLINE_FILE {
-                    None
-                } else if swarm_prefix > 0 {
-                    Some(Step::Advance(Staged::Swarm, swarm_prefix))
-                } else if active[1] && self.kept.contains(&file) {
-                    // A mirror copy the child gives up is taken when offered, not copied.
-                    Some(Step::Advance(Staged::Mirror, u64::MAX))
-                } else {
-                    None
-                };
+                // Only the swarm's copy is followed as it arrives: a mirror's copy is taken
+                // whole when offered, and a small file is placed whole (or comes inline), so
+                // following it would only start a task.
+                let hint = (size > MAX_INLINE_FILE && swarm_prefix > 0)
+                    .then_some(Step::Advance(Staged::Swarm, swarm_prefix));
                 if let Some(step) = hint {
                     self.pipe(file)?.steps.send(step).ok();
                 }
@@ -530,7 +513,10 @@ impl Run<'_> {
         let f = self.file(file)?;
         let (name, small) = (f.filename.clone(), f.size <= MAX_INLINE_FILE);
         match staged {
-            Staged::Mirror | Staged::Swarm if small && !self.pipes.contains_key(&file) => {
+            Staged::Mirror if small && !self.pipes.contains_key(&file) => {
+                self.place_here(file, staged, |intake, expected| intake.take(expected))?;
+            }
+            Staged::Swarm if small && !self.pipes.contains_key(&file) => {
                 self.place_here(file, staged, |intake, expected| {
                     let copy = intake
                         .begin(expected, staged)
@@ -538,10 +524,10 @@ impl Run<'_> {
                     intake.finish(copy, expected)
                 })?;
             }
-            Staged::Mirror if !self.kept.contains(&file) => {
+            Staged::Mirror => {
                 self.pipe(file)?.steps.send(Step::Take).ok();
             }
-            Staged::Mirror | Staged::Swarm => {
+            Staged::Swarm => {
                 self.pipe(file)?.steps.send(Step::Ready(staged)).ok();
             }
             Staged::Signature => {
@@ -558,14 +544,6 @@ impl Run<'_> {
                 }));
             }
             Staged::Index => return Err("an index offered during the prefetch".into()),
-        }
-        Ok(())
-    }
-
-    fn keeps(&mut self, files: Vec<u32>) -> Result<(), String> {
-        for file in files {
-            self.file(file)?;
-            self.kept.insert(file);
         }
         Ok(())
     }

@@ -187,16 +187,10 @@ pub enum ToParent {
     /// The answer to [`ToChild::RefreshIndexes`], one outcome per request, in order.
     Indexes(Vec<IndexOutcome>),
     Progress(Progress),
-    /// The child keeps its mirror copies of these files once they are placed (to seed them),
-    /// and gives up every other one when it offers it: it has closed it and never opens it
-    /// again, so the parent may take that file itself rather than copy it. Sent before the
-    /// first offer; without it, the child keeps none.
-    Keeps {
-        files: Vec<u32>,
-    },
     /// The file is complete in staging and passed the child's own checks: the parent copies
-    /// (or, for a mirror copy the child gave up, takes) and verifies it and answers with a
-    /// [`ToChild::Verdict`].
+    /// and verifies it and answers with a [`ToChild::Verdict`]. A mirror's copy is given up
+    /// when offered: the child has closed it and never writes it again (it may read it, to
+    /// seed it), so the parent takes that file itself rather than a copy.
     Ready {
         file: u32,
         staged: Staged,
