@@ -175,21 +175,36 @@ impl Intake {
     }
 
     fn place(&self, copy: Copy, name: &str) -> Result<(), Refusal> {
-        let dest = self.dest.join(name);
-        let placed = copy
+        match copy
             .dst
             .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .and_then(|()| std::fs::rename(&copy.dst_path, &dest));
-        placed.map_err(|e| {
-            let _ = std::fs::remove_file(&copy.dst_path);
-            Refusal::Failed(format!("could not move into {}: {e}", dest.display()))
+        {
+            Ok(()) => self.move_into_cache(&copy.dst_path, name),
+            Err(e) => {
+                let _ = std::fs::remove_file(&copy.dst_path);
+                Err(self.unmoved(name, e))
+            }
+        }
+    }
+
+    /// Renames a verified file of the work directory into the cache as `name`; removes it if
+    /// that fails.
+    fn move_into_cache(&self, verified: &Path, name: &str) -> Result<(), Refusal> {
+        std::fs::rename(verified, self.dest.join(name)).map_err(|e| {
+            let _ = std::fs::remove_file(verified);
+            self.unmoved(name, e)
         })
     }
 
+    fn unmoved(&self, name: &str, e: std::io::Error) -> Refusal {
+        let dest = self.dest.join(name);
+        Refusal::Failed(format!("could not move into {}: {e}", dest.display()))
+    }
+
     /// Takes a mirror's copy the child has given up (closed, never to be written again; it may
-    /// still read it, to seed it) into the cache itself rather than a copy of it: the file is made root's and read-only
-    /// first, then a read lease proves that no descriptor or mapping can still write it, and
-    /// only then is it hashed and linked into the cache. pacman's own sandboxed downloads work
+    /// still read it, to seed it) into the cache itself rather than a copy of it: the file is
+    /// made root's and read-only first, then a read lease proves that no descriptor or mapping
+    /// can still write it, and only then is it hashed and linked into the cache. pacman's own sandboxed downloads work
     /// the same way, with the download process's exit as the proof. The bytes are read once
     /// (not copied and written again), and only after they can no longer change, so none of
     /// this overlaps the transfer. Where the file cannot be taken (a file system without
@@ -224,11 +239,7 @@ impl Intake {
             tracing::debug!("{}: not linked ({e}); copied", expected.name);
             return copied(file);
         }
-        let dest = self.dest.join(&expected.name);
-        std::fs::rename(&tmp, &dest).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Refusal::Failed(format!("could not move into {}: {e}", dest.display()))
-        })
+        self.move_into_cache(&tmp, &expected.name)
     }
 
     /// Makes an open staged file root's, `0644`, and proves nobody can still write it: once it

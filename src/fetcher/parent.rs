@@ -692,18 +692,13 @@ async fn copy_task(
                 .ok();
                 continue;
             }
+            // A copy under way is the swarm's (a mirror's is never followed): it stays, in
+            // case these bytes are refused.
             Step::Inline(bytes) => {
-                // A mirror copy begun from the staging directory is of no further use.
-                if copy.as_ref().is_some_and(|c| c.staged == Staged::Mirror) {
-                    copy = None;
-                }
                 let (intake, expected) = (intake.clone(), expected.clone());
                 blocking(move || intake.place_bytes(&expected, &bytes)).await
             }
             Step::Take => {
-                if copy.as_ref().is_some_and(|c| c.staged == Staged::Mirror) {
-                    copy = None;
-                }
                 let (intake, expected) = (intake.clone(), expected.clone());
                 blocking(move || intake.take(&expected)).await
             }
