@@ -296,7 +296,7 @@ impl Prefetch {
                     let handle = leech.await.map_err(|e| format!("{e:#}"))?;
                     added.replace(Some(handle.clone()));
                     let mut watch = SwarmWatch::new(handle, file.size, self.swarm.stall);
-                    self.swarm_to_the_end(&mut watch, file, bar).await
+                    self.swarm_to_the_end(swarm, &mut watch, file, bar).await
                 };
                 let raced = self.race(from_swarm, file, staging, bar, progress).await;
                 if raced != Ok(Source::Peers)
@@ -317,7 +317,7 @@ impl Prefetch {
             )
             .await
         {
-            Ok(()) => match self.verify_swarm_copy(file, bar).await {
+            Ok(()) => match self.verify_swarm_copy(swarm, &handle, file, bar).await {
                 Ok(()) => {
                     bar.set_active(Source::Peers, false);
                     return Ok(());
@@ -330,7 +330,7 @@ impl Prefetch {
                     "{} from peers: {why}; the mirrors join in",
                     file.filename
                 ));
-                let from_swarm = self.swarm_to_the_end(&mut watch, file, bar);
+                let from_swarm = self.swarm_to_the_end(swarm, &mut watch, file, bar);
                 let raced = self.race(from_swarm, file, staging, bar, progress).await;
                 if raced != Ok(Source::Peers) {
                     swarm.forget(&handle, true).await;
@@ -364,6 +364,7 @@ impl Prefetch {
     /// Follows a torrent, racing the mirrors, to a verified copy in the cache or a failure.
     async fn swarm_to_the_end(
         &self,
+        swarm: &Swarm,
         watch: &mut SwarmWatch,
         file: &PackageFile,
         bar: &FileProgress,
@@ -372,7 +373,10 @@ impl Prefetch {
             .follow(bar, self.http.interrupt(), &self.swarm_total, None)
             .await
         {
-            Ok(()) => self.verify_swarm_copy(file, bar).await,
+            Ok(()) => {
+                self.verify_swarm_copy(swarm, &watch.handle, file, bar)
+                    .await
+            }
             Err(SwarmEnd::Failed(why) | SwarmEnd::Help(why)) => Err(why),
         };
         bar.set_active(Source::Peers, false);
@@ -418,11 +422,17 @@ impl Prefetch {
     /// (the open file follows the rename).
     async fn verify_swarm_copy(
         &self,
+        swarm: &Swarm,
+        handle: &Handle,
         file: &PackageFile,
         bar: &FileProgress,
     ) -> Result<(), String> {
-        // The root process hashes the copy it takes while the pieces arrive (the verified
-        // prefix drives it, see SwarmWatch::follow) and judges it against the database: a
+        // Sealed, the file can be taken into the cache rather than copied; unsealed, the root
+        // process copies it (it proves that nothing can write it before taking it).
+        if let Err(e) = swarm.seal(handle) {
+            tracing::debug!("{}: not sealed: {e:#}", file.filename);
+        }
+        // The root process hashes the copy it takes and judges it against the database: a
         // second sha256 pass here would only repeat its verdict.
         self.handover
             .place(file, Staged::Swarm)

@@ -269,33 +269,6 @@ fn sigint_during_the_commit_is_handled_as_pacman_handles_it() {
     );
 }
 
-/// A tmpfs of `size` mounted on `dir` for the test's lifetime.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount tmpfs on {}", dir.display());
-        Tmpfs(dir.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// The cache on a filesystem that fills up while the download process writes: a clear error,
 /// nothing installed, the cache as it was (a package already there untouched, nothing under a
 /// new package's name). With room for one copy of the file but not two, the run succeeds: the

@@ -4,6 +4,7 @@
 
 mod bed;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -96,6 +97,53 @@ fn packages_come_from_peers_and_the_mirror_serves_almost_nothing() {
         uploaded + 110_000 >= total && uploaded <= total + 110_000,
         "uploaded {uploaded} of {total}"
     );
+}
+
+/// A swarm copy is taken into the cache, not copied: with a download user, on a cache file
+/// system with room for one copy of the packages but not two, the run succeeds from peers,
+/// and each file in the cache is root's and read-only to others. The download process sealed
+/// each file once complete (no descriptor can write it), so the root process linked it.
+#[test]
+fn a_swarm_copy_is_taken_into_the_cache_rather_than_copied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let mut repo = Repo::new(&dir, "core");
+    let pkgs = [
+        Pkg::new("foo", "1.0-1").payload(3_000_000),
+        Pkg::new("bar", "1.0-1").payload(2_000_000),
+    ];
+    repo.add(&pkgs);
+    publish(&dir, &[]);
+    let mirror = Mirror::start(&dir);
+    let env = TestEnv::builder()
+        .repo("core", &[mirror.url()])
+        .download_user("alpm")
+        .build();
+    write_pactor_conf(&tmp.path().join("seeder.conf"), "");
+    let seeder = seed(&dir, &tmp.path().join("seeder.conf"));
+    env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{}\nStallTimeout = 10\n",
+        seeder.port
+    ));
+    run(env.pactor(&["-Sy"])).assert_ok();
+    let total: u64 = pkgs.iter().map(|p| package_size(&repo, p)).sum();
+    // Room for the packages once, and the databases, not for a second copy of them.
+    let _tmpfs = Tmpfs::mount(&env.cache_dir(), &format!("{}k", (total + 600_000) / 1024));
+    let out = run(env.pactor(&["-S", "--noconfirm", "foo", "bar"]));
+    out.assert_ok();
+    assert!(out.stdout.contains(" 0 B from mirrors"), "{}", out.stdout);
+    assert_eq!(mirror.package_bytes(), 0);
+    for pkg in &pkgs {
+        let cached = env.cache_dir().join(pkg.filename());
+        assert_eq!(
+            std::fs::read(&cached).unwrap(),
+            std::fs::read(repo.path(pkg)).unwrap()
+        );
+        let meta = std::fs::metadata(&cached).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o644));
+    }
+    let installed: Vec<_> = env.installed().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(installed, ["bar", "foo"]);
 }
 
 /// A hook in `env`'s root that holds every commit after its packages are installed, until

@@ -30,6 +30,9 @@ pub struct Options {
     /// Workloads of the ceiling scenario (default: all), for a focused look
     #[arg(long, value_enum, value_delimiter = ',')]
     pub workloads: Vec<workload::Kind>,
+    /// Contenders of the ceiling scenario (default: all), for a focused look or a profile
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub contenders: Vec<scenarios::Contender>,
     /// Repetitions of each contender (alternated); the fleet runs once per K
     #[arg(long, default_value_t = 3)]
     pub reps: usize,

@@ -21,7 +21,7 @@ pub enum Scenario {
     Nothing,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 pub enum Contender {
     /// `pacman -Syw`, ParallelDownloads = 5.
     Pacman,
@@ -109,12 +109,15 @@ fn ceiling(options: &Options, kind: Kind) -> Vec<Run> {
     let workload = workload::prepare(kind, &options.work, options.quick, options.seed);
     let mut services = Services::start(&workload, &scratch(), None);
     services.seeders(1, None);
-    let contenders = [
+    let contenders: Vec<Contender> = [
         Contender::Pacman,
         Contender::Aria2c,
         Contender::PactorHttp,
         Contender::PactorSwarm,
-    ];
+    ]
+    .into_iter()
+    .filter(|c| options.contenders.is_empty() || options.contenders.contains(c))
+    .collect();
     let mut runs = Vec::new();
     for rep in 0..options.reps {
         for contender in rotated(&contenders, rep) {

@@ -201,25 +201,22 @@ impl Intake {
         Refusal::Failed(format!("could not move into {}: {e}", dest.display()))
     }
 
-    /// Takes a mirror's copy the child has given up (closed, never to be written again; it may
-    /// still read it, to seed it) into the cache itself rather than a copy of it: the file is
-    /// made root's and read-only first, then a read lease proves that no descriptor or mapping
-    /// can still write it, and only then is it hashed and linked into the cache. pacman's own sandboxed downloads work
-    /// the same way, with the download process's exit as the proof. The bytes are read once
-    /// (not copied and written again), and only after they can no longer change, so none of
-    /// this overlaps the transfer. Where the file cannot be taken (a file system without
-    /// leases or links, a descriptor still open) it is copied as any other.
-    pub fn take(&self, expected: &Expected) -> Result<(), Refusal> {
+    /// Takes a staged copy the child has given up into the cache itself rather than a copy of
+    /// it: a mirror's copy the child closed, or a swarm copy it sealed (it may still read
+    /// either, to seed it). The file is made root's and read-only first, then a read lease
+    /// proves that no descriptor or mapping can still write it, and only then is it hashed and
+    /// linked into the cache. pacman's own sandboxed downloads work the same way, with the
+    /// download process's exit as the proof. The bytes are read once (not copied and written
+    /// again), and only after they can no longer change, so none of this overlaps the
+    /// transfer. Where the file cannot be taken (a file system without leases or links, a
+    /// descriptor still open for writing) it is copied as any other.
+    pub fn take(&self, expected: &Expected, staged: Staged) -> Result<(), Refusal> {
         let unopened = |e: std::io::Error| Refusal::Failed(format!("could not open it: {e}"));
-        let file = self
-            .open_staged(Staged::Mirror, &expected.name)
-            .map_err(unopened)?;
+        let file = self.open_staged(staged, &expected.name).map_err(unopened)?;
         // Copied from the descriptor already open: once made root's, the file would no longer
         // pass the owner check of a new open.
         let copied = |file: File| {
-            let copy = self
-                .begin_from(file, expected, Staged::Mirror)
-                .map_err(unopened)?;
+            let copy = self.begin_from(file, expected, staged).map_err(unopened)?;
             self.finish(copy, expected)
         };
         if let Err(e) = self.seize(&file) {
@@ -568,7 +565,7 @@ mod tests {
         let staged = Staged::Mirror.path(&intake.staging.fetch, &e.name);
         std::fs::write(&staged, &data).unwrap();
         std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o666)).unwrap();
-        intake.take(&e).unwrap();
+        intake.take(&e, Staged::Mirror).unwrap();
         let placed = dir.path().join("cache").join(&e.name);
         let (placed_meta, staged_meta) = (
             std::fs::metadata(&placed).unwrap(),
@@ -585,7 +582,10 @@ mod tests {
         let mut bad = data.clone();
         bad[123_456] ^= 1;
         std::fs::write(&staged, &bad).unwrap();
-        assert!(matches!(intake.take(&e), Err(Refusal::Mismatch(_))));
+        assert!(matches!(
+            intake.take(&e, Staged::Mirror),
+            Err(Refusal::Mismatch(_))
+        ));
         assert!(!placed.exists());
         assert_eq!(std::fs::read_dir(&intake.staging.work).unwrap().count(), 1);
     }
@@ -610,7 +610,7 @@ mod tests {
                 .write(true)
                 .open(&staged)
                 .unwrap();
-            user.take(&e).unwrap();
+            user.take(&e, Staged::Mirror).unwrap();
             let placed = dir.path().join("cache").join(&e.name);
             assert_eq!(std::fs::metadata(&staged).unwrap().uid(), 0);
             writer.write_all_at(b"changed", 0).unwrap();
@@ -624,7 +624,7 @@ mod tests {
             .write(true)
             .open(&staged)
             .unwrap();
-        intake.take(&e).unwrap();
+        intake.take(&e, Staged::Mirror).unwrap();
         let placed = dir.path().join("cache").join(&e.name);
         assert_ne!(
             std::fs::metadata(&placed).unwrap().ino(),
@@ -655,7 +655,7 @@ mod tests {
         };
         assert_ne!(map, libc::MAP_FAILED);
         drop(file);
-        intake.take(&e).unwrap();
+        intake.take(&e, Staged::Mirror).unwrap();
         assert_ne!(
             std::fs::metadata(&placed).unwrap().ino(),
             std::fs::metadata(&staged).unwrap().ino(),

@@ -36,6 +36,13 @@ use crate::ui;
 /// The argument that makes `pactor` the download process.
 pub const CHILD_ARG: &str = "__pactor-download-process";
 
+/// A swarm copy larger than this is copied as its pieces are verified, so that it is in the
+/// cache moments after its last piece. Any smaller copy is taken whole when the child offers it,
+/// sealed (`swarm::storage`): one sha256 pass instead of a read, a write and the pass, but
+/// after the last piece rather than during the transfer. At this size that pass takes about
+/// 70 ms; a 1 GB package would wait half a second for it.
+const FOLLOWED_SWARM_COPY: u64 = 128 << 20;
+
 /// How long the child may take to stop after a signal was passed on to it.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -432,10 +439,9 @@ struct Pipe {
 enum Step {
     /// Copy what is final of this staged file (up to this many bytes).
     Advance(Staged, u64),
-    /// The child offers this staged file, complete.
+    /// The child offers this staged file, complete: the copy that followed it is finished, or
+    /// else the file is taken.
     Ready(Staged),
-    /// The child offers its mirror copy, complete, and gives it up.
-    Take,
     /// The child sent the whole file from a mirror (a small one) over the pipe.
     Inline(Vec<u8>),
 }
@@ -445,7 +451,7 @@ impl Step {
     fn staged(&self) -> Staged {
         match self {
             Step::Advance(staged, _) | Step::Ready(staged) => *staged,
-            Step::Take | Step::Inline(_) => Staged::Mirror,
+            Step::Inline(_) => Staged::Mirror,
         }
     }
 }
@@ -486,10 +492,9 @@ impl Run<'_> {
                 if let Some(bar) = self.bars.get(&file) {
                     bar.show([kept[0].min(size), kept[1].min(size)], active);
                 }
-                // Only the swarm's copy is followed as it arrives: a mirror's copy is taken
-                // whole when offered, and a small file is placed whole (or comes inline), so
-                // following it would only start a task.
-                let hint = (size > MAX_INLINE_FILE && swarm_prefix > 0)
+                // Only a large swarm copy is followed as it arrives; every other copy is taken
+                // whole when offered (see FOLLOWED_SWARM_COPY).
+                let hint = (size > FOLLOWED_SWARM_COPY && swarm_prefix > 0)
                     .then_some(Step::Advance(Staged::Swarm, swarm_prefix));
                 if let Some(step) = hint {
                     self.pipe(file)?.steps.send(step).ok();
@@ -513,21 +518,12 @@ impl Run<'_> {
         let f = self.file(file)?;
         let (name, small) = (f.filename.clone(), f.size <= MAX_INLINE_FILE);
         match staged {
-            Staged::Mirror if small && !self.pipes.contains_key(&file) => {
-                self.place_here(file, staged, |intake, expected| intake.take(expected))?;
-            }
-            Staged::Swarm if small && !self.pipes.contains_key(&file) => {
+            Staged::Mirror | Staged::Swarm if small && !self.pipes.contains_key(&file) => {
                 self.place_here(file, staged, |intake, expected| {
-                    let copy = intake
-                        .begin(expected, staged)
-                        .map_err(|e| Refusal::Failed(format!("could not open it: {e}")))?;
-                    intake.finish(copy, expected)
+                    intake.take(expected, staged)
                 })?;
             }
-            Staged::Mirror => {
-                self.pipe(file)?.steps.send(Step::Take).ok();
-            }
-            Staged::Swarm => {
+            Staged::Mirror | Staged::Swarm => {
                 self.pipe(file)?.steps.send(Step::Ready(staged)).ok();
             }
             Staged::Signature => {
@@ -667,7 +663,7 @@ async fn copy_task(
         let verdict = match step {
             Step::Advance(..) if placed_once => continue,
             // The other source finished too: the verified copy is already in the cache.
-            Step::Ready(_) | Step::Take | Step::Inline(_) if placed_once => Ok(()),
+            Step::Ready(_) | Step::Inline(_) if placed_once => Ok(()),
             Step::Advance(staged, upto) => {
                 let current = match copy.take() {
                     Some(c) if c.staged == staged => c,
@@ -698,23 +694,14 @@ async fn copy_task(
                 let (intake, expected) = (intake.clone(), expected.clone());
                 blocking(move || intake.place_bytes(&expected, &bytes)).await
             }
-            Step::Take => {
-                let (intake, expected) = (intake.clone(), expected.clone());
-                blocking(move || intake.take(&expected)).await
-            }
             Step::Ready(staged) => {
-                let begun = match copy.take() {
-                    Some(c) if c.staged == staged => Ok(c),
-                    other => {
-                        // The other source's copy is of no further use.
-                        drop(other);
-                        intake.begin(&expected, staged)
-                    }
-                };
+                let followed = copy.take_if(|c| c.staged == staged);
+                // The other source's copy is of no further use.
+                copy = None;
                 let (intake, expected) = (intake.clone(), expected.clone());
-                match begun {
-                    Ok(c) => blocking(move || intake.finish(c, &expected)).await,
-                    Err(e) => Err(Refusal::Failed(format!("could not open it: {e}"))),
+                match followed {
+                    Some(c) => blocking(move || intake.finish(c, &expected)).await,
+                    None => blocking(move || intake.take(&expected, staged)).await,
                 }
             }
         };

@@ -187,10 +187,11 @@ pub enum ToParent {
     /// The answer to [`ToChild::RefreshIndexes`], one outcome per request, in order.
     Indexes(Vec<IndexOutcome>),
     Progress(Progress),
-    /// The file is complete in staging and passed the child's own checks: the parent copies
-    /// and verifies it and answers with a [`ToChild::Verdict`]. A mirror's copy is given up
-    /// when offered: the child has closed it and never writes it again (it may read it, to
-    /// seed it), so the parent takes that file itself rather than a copy.
+    /// The file is complete in staging and passed the child's own checks: the parent verifies
+    /// it, places it and answers with a [`ToChild::Verdict`]. A copy is given up when offered:
+    /// the child has closed a mirror's copy, and sealed a swarm copy (its writing descriptor
+    /// closed); it never writes either again (it may read it, to seed it), so the parent takes
+    /// that file itself rather than a copy, unless it followed a large swarm copy as it came.
     Ready {
         file: u32,
         staged: Staged,

@@ -9,6 +9,7 @@ pub mod peer;
 pub mod pkg;
 pub mod repo;
 pub mod seeder;
+pub mod tmpfs;
 
 pub use env::{
     Output, TestEnv, copy_executable, download_processes, ensure_user, pactor_bin, proc_status,
@@ -19,3 +20,4 @@ pub use peer::{BadPeer, Behaviour};
 pub use pkg::Pkg;
 pub use repo::{Gpg, Repo};
 pub use seeder::{SeedProcess, free_port};
+pub use tmpfs::Tmpfs;

@@ -1,24 +1,27 @@
 //! The BitTorrent side of pactor, on librqbit: one session per run (or per seeder), with DHT,
 //! LSD and UPnP off unless pactor.conf turns them on, an explicit announce port (librqbit would
-//! announce 4240 otherwise), and a read-only storage for seeding, so a file pactor seeds is
-//! never truncated, extended or rewritten.
+//! announce 4240 otherwise), and pactor's own storage ([`storage`]): read-only for seeding, so a
+//! file pactor seeds is never truncated, extended or rewritten, and sealed once leeched.
 
+mod storage;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use librqbit::limits::LimitsConfig;
-use librqbit::storage::{BoxStorageFactory, StorageFactory, StorageFactoryExt, TorrentStorage};
+use librqbit::storage::StorageFactoryExt;
 use librqbit::{
     AddTorrent, AddTorrentOptions, AddTorrentResponse, ListenerMode, ListenerOptions,
-    ManagedTorrent, ManagedTorrentShared, Session, SessionOptions, TorrentMetadata,
+    ManagedTorrent, Session, SessionOptions,
 };
 
 use crate::torrent::{Info, InfoHash};
+use storage::{LeechFactory, ReadOnlyFactory, Seal};
 
 /// How the session talks to the world; everything off by default except what is configured.
 #[derive(Debug, Clone, Default)]
@@ -49,7 +52,9 @@ pub struct Swarm {
     session: Arc<Session>,
     /// Announce URLs put into every torrent added from now on; `pactor serve` learns more as
     /// it reads repos' torrent indexes.
-    trackers: std::sync::Mutex<Vec<String>>,
+    trackers: Mutex<Vec<String>>,
+    /// The seal of each torrent leeched, by infohash, until it is forgotten.
+    seals: Mutex<HashMap<[u8; 20], Seal>>,
 }
 
 impl Swarm {
@@ -61,7 +66,8 @@ impl Swarm {
             .context("could not start the BitTorrent session")?;
         Ok(Swarm {
             session,
-            trackers: std::sync::Mutex::new(config.trackers.clone()),
+            trackers: Mutex::new(config.trackers.clone()),
+            seals: Mutex::default(),
         })
     }
 
@@ -119,10 +125,24 @@ impl Swarm {
             info_hash,
             ref info,
         } = *target;
+        let seal = self
+            .seals
+            .lock()
+            .expect("no poisoning")
+            .entry(info_hash.0)
+            .or_default()
+            .clone();
         let options = AddTorrentOptions {
             overwrite: true,
             output_folder: Some(dir.to_string_lossy().into_owned()),
             initial_peers: (!peers.is_empty()).then(|| peers.to_vec()),
+            storage_factory: Some(
+                LeechFactory {
+                    dir: dir.to_owned(),
+                    seal,
+                }
+                .boxed(),
+            ),
             ..Default::default()
         };
         if let Some(info) = info.as_ref().filter(|info| info.info_hash() == info_hash) {
@@ -165,9 +185,22 @@ impl Swarm {
         }
     }
 
+    /// Closes the descriptor that wrote a leeched torrent's file, complete and checked: it is
+    /// seeded read-only from now on, and the root process can take it (see [`storage`]).
+    pub fn seal(&self, handle: &Handle) -> Result<()> {
+        let info_hash = handle.shared().info_hash.0;
+        let seals = self.seals.lock().expect("no poisoning");
+        seals
+            .get(&info_hash)
+            .context("not a leeched torrent")?
+            .seal()
+    }
+
     /// Stops a torrent; `delete_files` removes what it downloaded (never used for seeded files).
     pub async fn forget(&self, handle: &Handle, delete_files: bool) {
         let _ = self.session.delete(handle.id().into(), delete_files).await;
+        let info_hash = handle.shared().info_hash.0;
+        self.seals.lock().expect("no poisoning").remove(&info_hash);
     }
 
     pub async fn stop(&self) {
@@ -227,90 +260,6 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// Opens a seeded file read-only: reads are served, every write is refused, the length is
-/// never changed. librqbit's own filesystem storage opens read-write and calls `set_len`.
-#[derive(Clone)]
-struct ReadOnlyFactory {
-    dir: PathBuf,
-}
-
-impl StorageFactory for ReadOnlyFactory {
-    type Storage = ReadOnlyStorage;
-
-    fn create(
-        &self,
-        _: &ManagedTorrentShared,
-        metadata: &TorrentMetadata,
-    ) -> Result<ReadOnlyStorage> {
-        let mut files = Vec::new();
-        for file in metadata.file_infos.iter() {
-            let path = self.dir.join(&file.relative_filename);
-            // Never follow a symlink: only the regular file of that name is seeded.
-            let meta =
-                std::fs::symlink_metadata(&path).with_context(|| format!("{}", path.display()))?;
-            if !meta.file_type().is_file() || meta.len() != file.len {
-                bail!(
-                    "{} is not a regular file of {} bytes",
-                    path.display(),
-                    file.len
-                );
-            }
-            files.push(Arc::new(std::fs::File::open(&path)?));
-        }
-        Ok(ReadOnlyStorage { files })
-    }
-
-    fn clone_box(&self) -> BoxStorageFactory {
-        self.clone().boxed()
-    }
-}
-
-struct ReadOnlyStorage {
-    files: Vec<Arc<std::fs::File>>,
-}
-
-impl TorrentStorage for ReadOnlyStorage {
-    fn init(&mut self, _: &ManagedTorrentShared, _: &TorrentMetadata) -> Result<()> {
-        Ok(())
-    }
-
-    fn pread_exact(&self, file_id: usize, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let file = self.files.get(file_id).context("no such file")?;
-        Ok(file.read_exact_at(buf, offset)?)
-    }
-
-    fn pwrite_all(&self, _: usize, _: u64, _: &[u8]) -> Result<()> {
-        bail!("pactor seeds read-only")
-    }
-
-    fn remove_file(&self, _: usize, _: &Path) -> Result<()> {
-        Ok(())
-    }
-
-    fn remove_directory_if_empty(&self, _: &Path) -> Result<()> {
-        Ok(())
-    }
-
-    fn ensure_file_length(&self, file_id: usize, length: u64) -> Result<()> {
-        let actual = self
-            .files
-            .get(file_id)
-            .context("no such file")?
-            .metadata()?
-            .len();
-        if actual != length {
-            bail!("seeded file has {actual} bytes, torrent says {length}");
-        }
-        Ok(())
-    }
-
-    fn take(&self) -> Result<Box<dyn TorrentStorage>> {
-        Ok(Box::new(ReadOnlyStorage {
-            files: self.files.clone(),
-        }))
-    }
 }
 
 #[cfg(test)]
