@@ -1069,6 +1069,9 @@ impl PeerFlowControl {
 
 // All peer state that would never be used by other actors should pe put here.
 // This state tracks a live peer.
+// pactor: pieces up to this size are checked on the connection's task (see on_received_piece).
+const INLINE_PIECE_CHECK: u64 = 128 * 1024;
+
 struct PeerHandler {
     state: Arc<TorrentStateLive>,
     counters: Arc<AtomicPeerCounters>,
@@ -2083,6 +2086,19 @@ impl PeerHandler {
             .with_context(|| format!("error processing received chunk {chunk_info:?}"))?;
 
         if let Some(full_piece_download_time) = completed {
+            // pactor: a small piece is checked here: the hand-over to a blocking thread (two
+            // thread wake-ups) costs more than hashing 128 KiB, and on busy cores it is most of
+            // a leecher's scheduling work. A large piece is checked off the connection.
+            let piece_len = self.state.lengths.piece_length(chunk_info.piece_index) as u64;
+            if piece_len <= INLINE_PIECE_CHECK {
+                return check_piece_and_finish(
+                    &self.state,
+                    self.addr,
+                    &self.counters,
+                    &chunk_info,
+                    full_piece_download_time,
+                );
+            }
             let (state, counters, addr, tx) = (
                 self.state.clone(),
                 self.counters.clone(),
