@@ -338,7 +338,13 @@ impl TorrentStateLive {
                         state
                             .up_speed_estimator
                             .add_snapshot(stats.uploaded_bytes, None, now);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        // pactor: a finished torrent only seeds; its upload speed is sampled
+                        // once a second. A run or a seeder holds hundreds of them, and ten
+                        // wake-ups a second each (a lock, the peers' stats) added up.
+                        let finished = remaining == 0;
+                        drop(state);
+                        tokio::time::sleep(Duration::from_millis(if finished { 1000 } else { 100 }))
+                            .await;
                     }
                 }
             },
