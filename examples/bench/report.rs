@@ -48,6 +48,10 @@ pub struct FleetRow {
     pub p95: f64,
     /// Origin bytes (seedbox + mirror) over K x update size.
     pub origin: f64,
+    /// CPU seconds of all K clients together.
+    pub cpu: f64,
+    /// The slowest client's time.
+    pub max: f64,
     pub failed: usize,
 }
 
@@ -79,6 +83,8 @@ impl FleetTable {
                     p95: percentile(&times, 0.95),
                     origin: (first.mirror_bytes + first.seeder_bytes) as f64
                         / (k as f64 * first.update_bytes as f64),
+                    cpu: clients.iter().map(|r| r.cpu_s).sum(),
+                    max: times.iter().copied().fold(0.0, f64::max),
                     failed: clients.iter().filter(|r| !r.ok).count(),
                 });
             }
@@ -318,21 +324,26 @@ fn fleet_section(out: &mut String, fleet: &FleetTable) {
         "## 3. Fleet: K clients at once, a seedbox capped at 20 MB/s, the mirror at 10 MB/s\n\n\
          The typical -Syu workload on K machines started together, found through the tracker. \
          Origin bytes are what the seedbox uploaded plus what the mirror sent, over K times the \
-         update size (HTTP alone: 1.0, every client fetches everything from the mirror).\n"
+         update size (HTTP alone: 1.0, every client fetches everything from the mirror). \
+         The clients' CPU is what all K used together; over the slowest client's time, it is \
+         how many of the machine's two cores the clients kept busy on average (the seedbox, the \
+         mirror and the tracker use the same cores).\n"
     );
     let _ = writeln!(
         out,
-        "| K | contender | p50 (s) | p95 (s) | origin bytes / (K x update) |\n| ---: | --- | ---: | ---: | ---: |"
+        "| K | contender | p50 (s) | p95 (s) | origin bytes / (K x update) | clients' CPU (s) | cores busy |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: |"
     );
     for row in &fleet.rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.1} | {:.2} |{}",
+            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} |{}",
             row.k,
             row.contender.label(),
             row.p50,
             row.p95,
             row.origin,
+            row.cpu,
+            row.cpu / row.max,
             if row.failed > 0 {
                 format!(" {} client(s) failed", row.failed)
             } else {
