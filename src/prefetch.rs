@@ -1,9 +1,9 @@
 //! The prefetch: every file the commit needs is placed in the pacman cache before the commit,
 //! so alpm never touches the network. It runs in the download process (`fetcher`): files arrive
 //! in its staging directory beside the cache (same filesystem), are verified against the sync
-//! database, and are then handed over to the root process, which copies, verifies and renames
-//! them into the cache: the cache never holds a partial or unverified file under a package's
-//! name.
+//! database, and are then handed over to the root process, which takes (or copies), verifies
+//! and links them into the cache: the cache never holds a partial or unverified file under a
+//! package's name.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -417,9 +417,9 @@ impl Prefetch {
         }
     }
 
-    /// Checks a completed swarm copy against the database and moves it into the cache. The
-    /// torrent stays in the session, so the file is served to other peers from its new place
-    /// (the open file follows the rename).
+    /// Seals a completed swarm copy and hands it to the root process, which checks it against
+    /// the database and places it in the cache. The torrent stays in the session, so the file
+    /// goes on being served to other peers, read-only.
     async fn verify_swarm_copy(
         &self,
         swarm: &Swarm,
