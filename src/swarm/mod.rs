@@ -189,11 +189,14 @@ impl Swarm {
     /// seeded read-only from now on, and the root process can take it (see [`storage`]).
     pub fn seal(&self, handle: &Handle) -> Result<()> {
         let info_hash = handle.shared().info_hash.0;
-        let seals = self.seals.lock().expect("no poisoning");
-        seals
+        // The file is reopened outside the lock every leech takes.
+        let seal = self
+            .seals
+            .lock()
+            .expect("no poisoning")
             .get(&info_hash)
-            .context("not a leeched torrent")?
-            .seal()
+            .cloned();
+        seal.context("not a leeched torrent")?.seal()
     }
 
     /// Stops a torrent; `delete_files` removes what it downloaded (never used for seeded files).

@@ -131,11 +131,7 @@ impl Seal {
         let Some((path, file)) = opened.file.as_ref() else {
             bail!("the torrent's file is not open");
         };
-        let read_only = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .with_context(|| format!("could not reopen {}", path.display()))?;
+        let read_only = open_file(path, false)?;
         // The name must still be the file that was written (a rename over it is not sealed).
         let (was, now) = (file.metadata()?, read_only.metadata()?);
         if (was.dev(), was.ino()) != (now.dev(), now.ino()) {
@@ -151,26 +147,36 @@ impl Seal {
     /// (librqbit initialises a storage again when a torrent is restarted).
     fn open(&self, path: PathBuf) -> Result<()> {
         let mut opened = self.0.write().expect("no poisoning");
-        let mut options = File::options();
-        options.read(true).custom_flags(libc::O_NOFOLLOW);
-        if !opened.sealed {
-            options.write(true).create(true).truncate(false);
-        }
-        let file = options
-            .open(&path)
-            .with_context(|| format!("could not open {}", path.display()))?;
+        let file = open_file(&path, !opened.sealed)?;
         opened.file = Some((path, file));
         Ok(())
     }
 
-    fn with_file<R>(&self, io: impl FnOnce(&File) -> std::io::Result<R>) -> Result<R> {
+    /// Runs `use_it` on the open file: its path, its descriptor, and whether it is sealed.
+    fn with_open<R>(&self, use_it: impl FnOnce(&Path, &File, bool) -> Result<R>) -> Result<R> {
         let opened = self.0.read().expect("no poisoning");
-        let (_, file) = opened
+        let (path, file) = opened
             .file
             .as_ref()
             .context("the torrent's file is not open")?;
-        Ok(io(file)?)
+        use_it(path, file, opened.sealed)
     }
+
+    fn with_file<R>(&self, io: impl FnOnce(&File) -> std::io::Result<R>) -> Result<R> {
+        self.with_open(|_, file, _| Ok(io(file)?))
+    }
+}
+
+/// The torrent's file, never through a symlink: read-write (created if missing) or read-only.
+fn open_file(path: &Path, writable: bool) -> Result<File> {
+    let mut options = File::options();
+    options.read(true).custom_flags(libc::O_NOFOLLOW);
+    if writable {
+        options.write(true).create(true).truncate(false);
+    }
+    options
+        .open(path)
+        .with_context(|| format!("could not open {}", path.display()))
 }
 
 impl StorageFactory for LeechFactory {
@@ -219,13 +225,10 @@ impl TorrentStorage for LeechStorage {
     }
 
     fn remove_file(&self, _: usize, filename: &Path) -> Result<()> {
-        let opened = self.seal.0.read().expect("no poisoning");
-        let (path, _) = opened
-            .file
-            .as_ref()
-            .context("the torrent's file is not open")?;
-        debug_assert!(path.ends_with(filename));
-        Ok(std::fs::remove_file(path)?)
+        self.seal.with_open(|path, _, _| {
+            debug_assert!(path.ends_with(filename));
+            Ok(std::fs::remove_file(path)?)
+        })
     }
 
     fn remove_directory_if_empty(&self, _: &Path) -> Result<()> {
@@ -234,19 +237,16 @@ impl TorrentStorage for LeechStorage {
     }
 
     fn ensure_file_length(&self, _: usize, length: u64) -> Result<()> {
-        let opened = self.seal.0.read().expect("no poisoning");
-        let (_, file) = opened
-            .file
-            .as_ref()
-            .context("the torrent's file is not open")?;
-        if opened.sealed {
+        self.seal.with_open(|_, file, sealed| {
+            if !sealed {
+                return Ok(file.set_len(length)?);
+            }
             let actual = file.metadata()?.len();
             if actual != length {
                 bail!("sealed file has {actual} bytes, torrent says {length}");
             }
-            return Ok(());
-        }
-        Ok(file.set_len(length)?)
+            Ok(())
+        })
     }
 
     fn take(&self) -> Result<Box<dyn TorrentStorage>> {
