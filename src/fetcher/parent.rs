@@ -410,6 +410,9 @@ impl Drop for Fetcher {
         if !self.stopped {
             let _ = self.child.kill();
             let _ = self.child.wait();
+            // What it wrote before it went (an interrupted run's "interrupted: ..." line) is
+            // still in the pipe: the relay prints it before this process exits.
+            self.join_stderr();
         }
     }
 }
