@@ -166,6 +166,10 @@ pub struct SeedArgs {
     /// Most peers per torrent
     #[arg(long, value_name = "N")]
     pub peer_limit: Option<usize>,
+    /// Send each piece about once and let the peers spread it (BEP 16's super-seeding), for a
+    /// seedbox whose upload is scarce [default: SuperSeed]
+    #[arg(long)]
+    pub super_seed: bool,
     /// Seconds between rescans for new and removed files (SIGHUP rescans at once)
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub rescan: u64,

@@ -51,6 +51,8 @@ pub struct Settings {
     pub max_download_rate: Option<u32>,
     /// Keep serving just-fetched files to peers while the commit runs.
     pub seed_while_installing: bool,
+    /// `pactor seed` offers each peer only what no other peer holds (BEP 16's super-seeding).
+    pub super_seed: bool,
     /// pactor's own state (the transfer statistics, the seeder's record of proven files), like
     /// pacman's DBPath.
     pub state_dir: PathBuf,
@@ -93,6 +95,7 @@ impl Default for Settings {
             max_upload_rate: None,
             max_download_rate: None,
             seed_while_installing: true,
+            super_seed: false,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             upstream: Upstream::default(),
         }
@@ -338,6 +341,26 @@ pub const OPTIONS: &[ConfOption] = &[
               (their torrent is canonical, so they join the same swarm).",
         apply: |s, v| {
             s.seed_while_installing = flag(v)?;
+            Ok(())
+        },
+    },
+    ConfOption {
+        name: "SuperSeed",
+        value: None,
+        default: "no",
+        sample: "SuperSeed = yes",
+        repeatable: false,
+        group: Group::Swarm,
+        summary: "`pactor seed` sends each piece about once and lets its peers spread it",
+        doc: "For `pactor seed` on a seedbox whose upload is the scarce resource (a fleet's \
+              origin, a rate-limited seedbox): it shows peers none of its pieces and offers \
+              each peer a few that no other peer holds, so that each piece leaves the seedbox \
+              about once and the peers trade the rest among themselves (BEP 16's \
+              super-seeding). A peer that gets nothing from anyone for two seconds is served \
+              what it lacks, so a lone client is served the whole file. Same as `pactor seed \
+              --super-seed`.",
+        apply: |s, v| {
+            s.super_seed = flag(v)?;
             Ok(())
         },
     },

@@ -88,6 +88,7 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         upload_bps,
         download_bps: None,
         peer_limit: args.peer_limit,
+        super_seed: args.super_seed || settings.super_seed,
     };
     let label = match &catalog {
         Catalog::Dirs(dirs) => dirs

@@ -196,3 +196,91 @@ fn the_cache_seeder_runs_unprivileged_on_a_read_only_cache() {
         "{written:?}"
     );
 }
+
+/// `--super-seed`: the seeder shows its peers none of its pieces and offers each, once it is
+/// interested, a few that no other peer was offered; a peer that reports holding them is
+/// offered more, again new ones. A lone client still gets the whole file from it, even the
+/// pieces a departed peer claimed.
+#[test]
+fn a_super_seeder_offers_each_peer_other_pieces_and_still_serves_a_lone_client() {
+    use bed::wire::{BITFIELD, HAVE, INTERESTED, haves};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let mut repo = Repo::new(&dir, "core");
+    let foo = Pkg::new("foo", "1.0-1").payload(8_000_000);
+    repo.add(std::slice::from_ref(&foo));
+    publish(&dir);
+    let info = pactor::torrent::Info::from_file(&repo.path(&foo)).unwrap();
+    let pieces = info.length.div_ceil(info.piece_length) as usize;
+    let conf = tmp.path().join("seeder.conf");
+    write_pactor_conf(&conf, "");
+    let seeder = SeedProcess::start(
+        &["--dir".as_ref(), dir.as_os_str(), "--super-seed".as_ref()],
+        &conf,
+    );
+    seeder.wait_seeding(1);
+    let hash = info.info_hash().0;
+    let settle = Duration::from_millis(500);
+
+    let mut a = Wire::connect(seeder.port, hash, b"-TT0001-aaaaaaaaaaaa");
+    let hello = a.messages_for(settle);
+    let (_, bitfield) = hello
+        .iter()
+        .find(|(id, _)| *id == BITFIELD)
+        .expect("a bitfield");
+    assert_eq!(bitfield.len(), pieces.div_ceil(8));
+    assert!(
+        bitfield.iter().all(|b| *b == 0),
+        "a super-seeder shows no piece"
+    );
+    assert!(
+        haves(&hello).is_empty(),
+        "nothing is offered before interest"
+    );
+    a.send(INTERESTED, &[]);
+    let offered_a = haves(&a.messages_for(settle));
+    assert!(
+        !offered_a.is_empty() && offered_a.len() < pieces / 2,
+        "a few of the {pieces} pieces are offered: {offered_a:?}"
+    );
+
+    let mut b = Wire::connect(seeder.port, hash, b"-TT0001-bbbbbbbbbbbb");
+    b.send(INTERESTED, &[]);
+    let offered_b = haves(&b.messages_for(settle));
+    assert!(
+        !offered_b.is_empty(),
+        "the second peer is offered pieces too"
+    );
+    assert!(
+        offered_b.iter().all(|p| !offered_a.contains(p)),
+        "the second peer is offered other pieces: {offered_a:?} then {offered_b:?}"
+    );
+
+    // A got its pieces (from someone): it is offered more, none it or B was offered before.
+    for piece in &offered_a {
+        a.send(HAVE, &piece.to_be_bytes());
+    }
+    let more_a = haves(&a.messages_for(settle));
+    assert!(
+        !more_a.is_empty(),
+        "a peer that took up its offers is offered more"
+    );
+    assert!(
+        more_a
+            .iter()
+            .all(|p| !offered_a.contains(p) && !offered_b.contains(p)),
+        "the new offers are new pieces: {more_a:?}"
+    );
+    drop((a, b));
+
+    // Alone, a client gets everything from the super-seeder, nothing from the mirror.
+    let mirror = Mirror::start(&dir);
+    let env = TestEnv::builder().repo("core", &[mirror.url()]).build();
+    env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{}\nStallTimeout = 20\n",
+        seeder.port
+    ));
+    run(env.pactor(&["-Sy", "--noconfirm", "foo"])).assert_ok();
+    assert_eq!(mirror.count(&foo.filename()), 0, "all from the seeder");
+    assert_eq!(env.installed(), [("foo".to_owned(), "1.0-1".to_owned())]);
+}

@@ -41,8 +41,9 @@ impl<'w> Services<'w> {
         }
     }
 
-    /// Starts or stops seeders until `count` run (each `--upload-rate rate` if given), and
-    /// waits until the tracker lists them.
+    /// Starts or stops seeders until `count` run, and waits until the tracker lists them. A
+    /// seedbox capped at `rate` also super-seeds, as the `SuperSeed` option advises for a
+    /// seeder whose upload is scarce.
     pub fn seeders(&mut self, count: usize, rate: Option<&str>) {
         self.seeders.truncate(count);
         while self.seeders.len() < count {
@@ -53,6 +54,7 @@ impl<'w> Services<'w> {
             let mut args = vec!["--dir".as_ref(), self.workload.dir.as_os_str()];
             if let Some(rate) = rate {
                 args.extend(["--upload-rate".as_ref(), std::ffi::OsStr::new(rate)]);
+                args.push("--super-seed".as_ref());
             }
             let seeder = SeedProcess::start(&args, &conf);
             seeder.wait_seeding(self.workload.files.len());

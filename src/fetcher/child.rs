@@ -302,6 +302,8 @@ async fn prefetch(
                 upload_bps: s.upload_bps,
                 download_bps: s.download_bps,
                 peer_limit: None,
+                // What a run fetched it seeds as it was fetched: it is one peer among many.
+                super_seed: false,
             },
             peers: job.peers,
             stall: Duration::from_millis(job.stall_ms),

@@ -228,6 +228,8 @@ fn swarm_config(settings: &Settings) -> SwarmConfig {
         upload_bps: settings.max_upload_rate,
         download_bps: settings.max_download_rate,
         peer_limit: None,
+        // SuperSeed is `pactor seed`'s: a LAN cache seeds what its clients fetched.
+        super_seed: false,
     }
 }
 

@@ -34,6 +34,8 @@ pub struct SwarmConfig {
     pub upload_bps: Option<u32>,
     pub download_bps: Option<u32>,
     pub peer_limit: Option<usize>,
+    /// Seed as a super-seeder (librqbit's `AddTorrentOptions::super_seed`).
+    pub super_seed: bool,
 }
 
 pub type Handle = Arc<ManagedTorrent>;
@@ -55,6 +57,8 @@ pub struct Swarm {
     trackers: Mutex<Vec<String>>,
     /// The seal of each torrent leeched, by infohash, until it is forgotten.
     seals: Mutex<HashMap<[u8; 20], Seal>>,
+    /// Seeded torrents are super-seeded (`pactor seed --super-seed`).
+    super_seed: bool,
 }
 
 impl Swarm {
@@ -68,6 +72,7 @@ impl Swarm {
             session,
             trackers: Mutex::new(config.trackers.clone()),
             seals: Mutex::default(),
+            super_seed: config.super_seed,
         })
     }
 
@@ -95,6 +100,7 @@ impl Swarm {
             // The caller proved the bytes (or the proven-files record vouches for them):
             // librqbit samples pieces instead of hashing the file again.
             assume_complete: true,
+            super_seed: self.super_seed,
             output_folder: Some(dir.to_string_lossy().into_owned()),
             storage_factory: Some(
                 ReadOnlyFactory {

@@ -10,6 +10,7 @@ pub mod pkg;
 pub mod repo;
 pub mod seeder;
 pub mod tmpfs;
+pub mod wire;
 
 pub use env::{
     Output, TestEnv, copy_executable, download_processes, ensure_user, pactor_bin, proc_status,
@@ -21,3 +22,4 @@ pub use pkg::Pkg;
 pub use repo::{Gpg, Repo};
 pub use seeder::{SeedProcess, free_port};
 pub use tmpfs::Tmpfs;
+pub use wire::Wire;

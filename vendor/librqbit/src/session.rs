@@ -305,6 +305,11 @@ pub struct AddTorrentOptions {
     // check. Lets a seeder of many gigabytes restart without reading them all again.
     #[serde(default)]
     pub assume_complete: bool,
+
+    // pactor: once complete, seed as a super-seeder (torrent_state/live/super_seed.rs): show
+    // nothing, offer each peer pieces no other peer has. For a seeder whose upload is scarce.
+    #[serde(default)]
+    pub super_seed: bool,
 }
 
 pub struct ListOnlyResponse {
@@ -1394,6 +1399,7 @@ impl Session {
                     initial_peers: opts.initial_peers.clone().unwrap_or_default(),
                     peer_limit: opts.peer_limit.or(self.peer_limit),
                     assume_complete: opts.assume_complete,
+                    super_seed: opts.super_seed,
                     #[cfg(feature = "disable-upload")]
                     _disable_upload: self._disable_upload,
                 },

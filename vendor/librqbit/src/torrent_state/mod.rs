@@ -120,6 +120,8 @@ pub(crate) struct ManagedTorrentOptions {
     pub peer_limit: Option<usize>,
     // pactor: see AddTorrentOptions::assume_complete.
     pub assume_complete: bool,
+    // pactor: see AddTorrentOptions::super_seed.
+    pub super_seed: bool,
     #[cfg(feature = "disable-upload")]
     pub _disable_upload: bool,
 }

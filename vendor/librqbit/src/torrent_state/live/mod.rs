@@ -42,6 +42,7 @@
 pub mod peer;
 pub mod peers;
 pub mod stats;
+pub(crate) mod super_seed;
 
 use std::{
     borrow::Cow,
@@ -209,6 +210,9 @@ pub struct TorrentStateLive {
     pub(crate) streams: Arc<TorrentStreams>,
     have_broadcast_tx: tokio::sync::broadcast::Sender<ValidPieceIndex>,
 
+    // pactor: see super_seed.rs; set by AddTorrentOptions::super_seed.
+    super_seed: Option<super_seed::SuperSeed>,
+
     ratelimit_upload_tx: tokio::sync::mpsc::UnboundedSender<(
         tokio::sync::mpsc::UnboundedSender<WriterRequest>,
         ChunkInfo,
@@ -263,7 +267,11 @@ impl TorrentStateLive {
             pri
         };
 
-        let (have_broadcast_tx, _) = tokio::sync::broadcast::channel(128);
+        // pactor: a connection that falls behind by more than the channel holds loses those
+        // Haves for good (the writer skips a lag). Each piece completes once, so a channel as
+        // long as the torrent (up to 4096) never lags.
+        let (have_broadcast_tx, _) =
+            tokio::sync::broadcast::channel((lengths.total_pieces() as usize).clamp(16, 4096));
 
         let (ratelimit_upload_tx, ratelimit_upload_rx) = tokio::sync::mpsc::unbounded_channel::<(
             tokio::sync::mpsc::UnboundedSender<WriterRequest>,
@@ -303,6 +311,12 @@ impl TorrentStateLive {
             up_speed_estimator,
             cancellation_token,
             have_broadcast_tx,
+            super_seed: paused.shared.options.super_seed.then(|| {
+                super_seed::SuperSeed::new(
+                    lengths.total_pieces() as usize,
+                    lengths.default_piece_length().into(),
+                )
+            }),
             session_stats,
             streams: paused.streams,
             per_piece_locks: (0..lengths.total_pieces())
@@ -349,6 +363,25 @@ impl TorrentStateLive {
                 }
             },
         );
+
+        if state.super_seed.is_some() {
+            state.spawn(
+                debug_span!(parent: state.shared.span.clone(), "super_seed"),
+                format!("[{}]super_seed", state.shared.id),
+                {
+                    let state = Arc::downgrade(&state);
+                    async move {
+                        loop {
+                            tokio::time::sleep(super_seed::TICK).await;
+                            let Some(state) = state.upgrade() else {
+                                return Ok(());
+                            };
+                            state.super_seed_tick();
+                        }
+                    }
+                },
+            );
+        }
 
         state.spawn(
             debug_span!(parent: state.shared.span.clone(), "peer_adder"),
@@ -491,6 +524,9 @@ impl TorrentStateLive {
                 }
             }
             let _ = tx.send(WriterRequest::ReadChunkRequest(ci));
+            if self.super_seed.is_some() {
+                self.super_seed_sent(peer, &ci);
+            }
         }
         Ok(())
     }
@@ -1190,6 +1226,12 @@ impl PeerConnectionHandler for &'_ PeerHandler {
     }
 
     fn serialize_bitfield_message_to_buf(&self, buf: &mut [u8]) -> anyhow::Result<usize> {
+        // pactor: a super-seeder shows nothing and offers pieces with Haves.
+        if self.state.is_super_seeding() {
+            let none = vec![0u8; self.state.lengths.piece_bitfield_bytes()];
+            let msg = Message::Bitfield(ByteBuf(&none));
+            return Ok(msg.serialize(buf, &Default::default)?);
+        }
         let g = self.state.lock_read("serialize_bitfield_message_to_buf");
         let msg = Message::Bitfield(ByteBuf(g.get_chunks()?.get_have_pieces().as_bytes()));
         let len = msg.serialize(buf, &Default::default)?;
@@ -1294,7 +1336,11 @@ impl PeerConnectionHandler for &'_ PeerHandler {
             .state
             .peers
             .with_live(self.addr, |l| {
-                l.bitfield.get(id.get_usize()).map(|p| *p).unwrap_or(true)
+                // pactor: an empty bitfield is a peer that has sent neither a bitfield nor a
+                // Have: it has nothing yet (a client with nothing sends no bitfield). Counted
+                // as having everything, it was never told of a piece, so two fresh clients
+                // connected to each other never learned what the other got.
+                l.bitfield.get(id.get_usize()).map(|p| *p).unwrap_or(false)
             })
             .unwrap_or(true);
         !have
@@ -1340,6 +1386,9 @@ impl PeerHandler {
         match prev {
             PeerState::Connecting(_) => {}
             PeerState::Live(live) => {
+                // pactor: what it was offered and never got may be offered to others at once
+                // (a magnet's metadata connection is offered pieces, then closes).
+                self.state.super_seed_withdraw(&live);
                 let mut g = self.state.lock_write("mark_chunk_requests_canceled");
 
                 // Release all pieces owned by this peer (fixes the bug where pieces
@@ -1615,6 +1664,7 @@ impl PeerHandler {
     }
 
     fn on_have(&self, have: u32) {
+        let mut first_news = false;
         self.state
             .peers
             .with_live_mut(self.addr, "on_have", |live| {
@@ -1622,7 +1672,9 @@ impl PeerHandler {
                 // send bitfields.
                 if live.bitfield.is_empty() {
                     live.bitfield = make_piece_bitfield(&self.state.lengths);
+                    first_news = true;
                 }
+                live.super_seed.gained();
                 match live.bitfield.get_mut(have as usize) {
                     Some(mut v) => *v = true,
                     None => {
@@ -1644,7 +1696,24 @@ impl PeerHandler {
                     debug!("peer has full torrent");
                 }
             });
-        self.on_bitfield_notify.notify_waiters();
+        // pactor: the notify also wakes this peer's chunk requester when it found nothing to
+        // ask for. Only a piece nobody is fetching yet is worth that wake-up: a fleet client
+        // hears every other client's Haves, most of them for pieces it has or is fetching.
+        let wanted = first_news
+            || self
+            .state
+            .lengths
+            .validate_piece_index(have)
+            .is_some_and(|piece| {
+                self.state
+                    .lock_read("on_have")
+                    .get_chunks()
+                    .is_ok_and(|chunks| chunks.is_piece_queued(piece))
+            });
+        if wanted {
+            self.on_bitfield_notify.notify_waiters();
+        }
+        self.state.super_seed_offer(self.addr);
     }
 
     fn on_bitfield(&self, bitfield: ByteBufOwned) -> anyhow::Result<()> {
@@ -1666,6 +1735,7 @@ impl PeerHandler {
             .peers
             .update_bitfield(self.addr, bf, self.state.lengths.total_pieces() as usize);
         self.on_bitfield_notify.notify_waiters();
+        self.state.super_seed_offer(self.addr);
         Ok(())
     }
 
@@ -1761,14 +1831,22 @@ impl PeerHandler {
 
             // Acquire a piece using the strategy: try steal (10x) → reserve → steal (3x).
             let new_piece_notify = self.state.new_pieces_notify.notified();
+            // pactor: a Have from this peer may offer what it lacked a moment ago.
+            let peer_has_more = self.on_bitfield_notify.notified();
             let next = match self.acquire_next_piece()? {
                 Some(next) => next,
                 None => {
                     debug!("no pieces to request");
+                    let woken = async {
+                        tokio::select! {
+                            () = new_piece_notify => {},
+                            () = peer_has_more => {},
+                        }
+                    };
                     match aframe!(tokio::time::timeout(
                         // Half of default rw timeout not to race with it.
                         Duration::from_secs(5),
-                        new_piece_notify
+                        woken
                     ))
                     .await
                     {
@@ -1848,6 +1926,7 @@ impl PeerHandler {
     fn on_peer_interested(&self) {
         trace!("peer is interested");
         self.state.peers.mark_peer_interested(self.addr, true);
+        self.state.super_seed_interested(self.addr);
     }
 
     fn on_i_am_unchoked(&self) {

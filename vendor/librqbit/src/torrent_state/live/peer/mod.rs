@@ -280,6 +280,9 @@ pub(crate) struct LivePeerState {
     pub tx: PeerTx,
 
     pub connection_kind: ConnectionKind,
+
+    // pactor: what a super-seeder offered this peer (see live/super_seed.rs).
+    pub super_seed: crate::torrent_state::live::super_seed::PeerOffers,
 }
 
 impl LivePeerState {
@@ -300,6 +303,7 @@ impl LivePeerState {
             request_slots_changed: Default::default(),
             tx,
             connection_kind,
+            super_seed: Default::default(),
         }
     }
 
