@@ -376,7 +376,14 @@ impl TorrentStateLive {
                             let Some(state) = state.upgrade() else {
                                 return Ok(());
                             };
-                            state.super_seed_tick();
+                            // A seeder of thousands of files has few with peers at a time:
+                            // the others sleep until an interested peer comes.
+                            let Some(interest) = state.super_seed_idle() else {
+                                state.super_seed_tick();
+                                continue;
+                            };
+                            drop(state);
+                            interest.await;
                         }
                     }
                 },

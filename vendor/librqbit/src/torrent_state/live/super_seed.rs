@@ -17,6 +17,7 @@ use std::{
 };
 
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 use peer_binary_protocol::Message;
 
 use super::{TorrentStateLive, make_piece_bitfield, peer::LivePeerState};
@@ -38,6 +39,8 @@ pub(crate) const TICK: Duration = Duration::from_millis(500);
 pub(crate) struct SuperSeed {
     window: usize,
     offers: Mutex<Offers>,
+    /// Wakes the tick when a peer says it is interested.
+    interest: std::sync::Arc<Notify>,
 }
 
 struct Offers {
@@ -88,6 +91,7 @@ impl SuperSeed {
                 at: vec![None; total_pieces],
                 cursor: 0,
             }),
+            interest: Default::default(),
         }
     }
 }
@@ -108,6 +112,19 @@ impl TorrentStateLive {
                 live.super_seed.interested = true;
             });
         self.super_seed_offer(addr);
+        if let Some(super_seed) = self.super_seed.as_ref() {
+            super_seed.interest.notify_waiters();
+        }
+    }
+
+    /// With no live peer, what the tick awaits instead: the next interested peer.
+    pub(crate) fn super_seed_idle(&self) -> Option<impl Future<Output = ()> + use<>> {
+        // Taken before the check, so that a peer coming in between still wakes it.
+        let interest = self.super_seed.as_ref()?.interest.clone().notified_owned();
+        if self.peers.stats().live > 0 {
+            return None;
+        }
+        Some(interest)
     }
 
     /// Offers `addr` pieces until it holds a window of offered pieces it lacks.
