@@ -323,7 +323,7 @@ fn fleet_section(out: &mut String, fleet: &FleetTable) {
         out,
         "## 3. Fleet: K clients at once, a seedbox capped at 20 MB/s, the mirror at 10 MB/s\n\n\
          The typical -Syu workload on K machines started together, found through the tracker. \
-         Origin bytes are what the seedbox uploaded plus what the mirror sent, over K times the \
+         The seedbox is `pactor seed --upload-rate 20M --super-seed`. Origin bytes are what the seedbox uploaded plus what the mirror sent, over K times the \
          update size (HTTP alone: 1.0, every client fetches everything from the mirror). \
          The clients' CPU is what all K used together; over the slowest client's time, it is \
          how many of the machine's two cores the clients kept busy on average (the seedbox, the \
