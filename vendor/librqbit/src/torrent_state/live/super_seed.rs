@@ -138,13 +138,15 @@ impl TorrentStateLive {
         let availability = self.availability();
         let total = self.lengths.total_pieces() as usize;
         let now = Instant::now();
-        let mut offers = super_seed.offers.lock();
         self.peers.with_live_mut(addr, "super_seed_offer", |live| {
             // librqbit counts every peer as interested from the start; offers wait for the
             // peer to say it.
             if !live.super_seed.interested {
                 return;
             }
+            // Always taken inside a peer's entry, never the other way round: a dying peer's
+            // entry is held while its offers are withdrawn.
+            let mut offers = super_seed.offers.lock();
             if live.bitfield.is_empty() {
                 live.bitfield = make_piece_bitfield(&self.lengths);
             }
@@ -233,7 +235,7 @@ impl TorrentStateLive {
         }
     }
 
-    /// Frees the offers a departed peer did not take up.
+    /// Frees the offers a departed peer did not take up. Called with the peer's entry held.
     pub(crate) fn super_seed_withdraw(&self, live: &LivePeerState) {
         let Some(super_seed) = self.super_seed.as_ref() else {
             return;
