@@ -356,7 +356,7 @@ pub const OPTIONS: &[ConfOption] = &[
               origin, a rate-limited seedbox): it shows peers none of its pieces and offers \
               each peer a few that no other peer holds, so that each piece leaves the seedbox \
               about once and the peers trade the rest among themselves (BEP 16's \
-              super-seeding). A peer that gets nothing from anyone for two seconds is served \
+              super-seeding). A peer that gets nothing from anyone for a second is served \
               what it lacks, so a lone client is served the whole file. Same as `pactor seed \
               --super-seed`.",
         apply: |s, v| {

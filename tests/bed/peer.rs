@@ -198,7 +198,8 @@ fn serve(
     }
 }
 
-fn send(stream: &mut TcpStream, id: u8, payload: &[u8]) -> std::io::Result<()> {
+/// Writes one BEP 3 message: its length, its id, its payload.
+pub(super) fn send(stream: &mut TcpStream, id: u8, payload: &[u8]) -> std::io::Result<()> {
     let mut message = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
     message.push(id);
     message.extend_from_slice(payload);

@@ -44,11 +44,7 @@ impl Wire {
     }
 
     pub fn send(&mut self, id: u8, payload: &[u8]) {
-        let len = u32::try_from(payload.len() + 1).unwrap();
-        let mut message = len.to_be_bytes().to_vec();
-        message.push(id);
-        message.extend_from_slice(payload);
-        self.stream.write_all(&message).unwrap();
+        super::peer::send(&mut self.stream, id, payload).unwrap();
     }
 
     /// The messages (id, payload) received within `window`; keep-alives left out.
