@@ -149,3 +149,40 @@ fn a_tracker_that_is_down_or_answers_garbage_costs_nothing_but_itself() {
         "the garbage tracker was asked"
     );
 }
+
+#[test]
+fn a_run_connects_to_at_most_four_peers_of_a_torrent() {
+    // A package small enough for its pieces to travel in the index: its torrent is live at once,
+    // with no metadata to ask the peers for, so every connection counted is a torrent's.
+    let small = Pkg::new("small", "1.0-1").payload(150_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let mut repo = Repo::new(&dir, "core");
+    repo.add(std::slice::from_ref(&small));
+    let mut publish = Command::new(pactor_bin());
+    publish.arg("publish").arg(&dir);
+    run(publish).assert_ok();
+    let mirror = Mirror::start(&dir);
+    let info = Info::from_file(&repo.path(&small)).unwrap().to_bytes();
+    // Six peers that claim the file and hold every connection without serving it.
+    let peers: Vec<BadPeer> = (0..6)
+        .map(|_| BadPeer::start(info.clone(), Behaviour::Withholds))
+        .collect();
+    let env = TestEnv::builder().repo("core", &[mirror.url()]).build();
+    let lines: String = peers
+        .iter()
+        .map(|p| format!("Peer = 127.0.0.1:{}\n", p.port))
+        .collect();
+    env.write_pactor_conf(&format!("[options]\nStallTimeout = 2\n{lines}"));
+    run(env.pactor(&["-Syw", "--noconfirm", "small"])).assert_ok();
+    assert_eq!(
+        std::fs::read(env.cache_dir().join(small.filename())).unwrap(),
+        std::fs::read(repo.path(&small)).unwrap(),
+        "the mirror delivered it after the stall"
+    );
+    let connections: usize = peers.iter().map(BadPeer::connections).sum();
+    assert!(
+        (1..=4).contains(&connections),
+        "{connections} connections to the six peers"
+    );
+}

@@ -310,6 +310,13 @@ pub struct AddTorrentOptions {
     // nothing, offer each peer pieces no other peer has. For a seeder whose upload is scarce.
     #[serde(default)]
     pub super_seed: bool,
+
+    // pactor: at most this many connections opened by this client to the torrent's peers at a
+    // time (incoming ones are still accepted up to `peer_limit`). A package is one small torrent
+    // among hundreds fetched at once; connecting to every peer of each one costs more in
+    // handshakes, bitfields and Haves than the extra peers bring.
+    #[serde(default)]
+    pub outgoing_peer_limit: Option<usize>,
 }
 
 pub struct ListOnlyResponse {
@@ -1400,6 +1407,7 @@ impl Session {
                     peer_limit: opts.peer_limit.or(self.peer_limit),
                     assume_complete: opts.assume_complete,
                     super_seed: opts.super_seed,
+                    outgoing_peer_limit: opts.outgoing_peer_limit,
                     #[cfg(feature = "disable-upload")]
                     _disable_upload: self._disable_upload,
                 },

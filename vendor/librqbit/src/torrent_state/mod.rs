@@ -122,6 +122,8 @@ pub(crate) struct ManagedTorrentOptions {
     pub assume_complete: bool,
     // pactor: see AddTorrentOptions::super_seed.
     pub super_seed: bool,
+    // pactor: see AddTorrentOptions::outgoing_peer_limit.
+    pub outgoing_peer_limit: Option<usize>,
     #[cfg(feature = "disable-upload")]
     pub _disable_upload: bool,
 }

@@ -194,6 +194,8 @@ pub struct TorrentStateLive {
 
     // Limits how many active (occupying network resources) peers there are at a moment in time.
     peer_semaphore: Arc<Semaphore>,
+    // pactor: and how many of them this client connected to (AddTorrentOptions::outgoing_peer_limit).
+    outgoing_semaphore: Option<Arc<Semaphore>>,
 
     // The queue for peer manager to connect to them.
     peer_queue_tx: UnboundedSender<SocketAddr>,
@@ -304,6 +306,11 @@ impl TorrentStateLive {
             peer_semaphore: Arc::new(Semaphore::new(
                 paused.shared.options.peer_limit.unwrap_or(128),
             )),
+            outgoing_semaphore: paused
+                .shared
+                .options
+                .outgoing_peer_limit
+                .map(|limit| Arc::new(Semaphore::new(limit.max(1)))),
             new_pieces_notify: Notify::new(),
             peer_queue_tx,
             finished_notify: Notify::new(),
@@ -602,7 +609,7 @@ impl TorrentStateLive {
     async fn task_manage_outgoing_peer(
         self: Arc<Self>,
         addr: SocketAddr,
-        permit: OwnedSemaphorePermit,
+        permit: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
     ) -> crate::Result<()> {
         let state = self;
         let (rx, tx) = state.peers.mark_peer_connecting(addr)?;
@@ -727,7 +734,12 @@ impl TorrentStateLive {
                 continue;
             }
 
-            let permit = state.peer_semaphore.clone().acquire_owned().await?;
+            // pactor: an outgoing slot first, so that no shared permit is held while waiting.
+            let outgoing = match &state.outgoing_semaphore {
+                Some(slots) => Some(slots.clone().acquire_owned().await?),
+                None => None,
+            };
+            let permit = (state.peer_semaphore.clone().acquire_owned().await?, outgoing);
             state.spawn(
                 debug_span!(parent: state.shared.span.clone(), "manage_peer", peer = ?addr),
                 format!("[{}][addr={addr}]manage_peer", state.shared.id),
