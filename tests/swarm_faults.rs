@@ -25,15 +25,20 @@ fn big() -> Pkg {
 }
 
 fn bed() -> Bed {
+    bed_with(&big())
+}
+
+/// A repo of `pkg` alone, published, behind a mirror.
+fn bed_with(pkg: &Pkg) -> Bed {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("repo");
     let mut repo = Repo::new(&dir, "core");
-    repo.add(&[big()]);
+    repo.add(std::slice::from_ref(pkg));
     let mut publish = Command::new(pactor_bin());
     publish.arg("publish").arg(&dir);
     run(publish).assert_ok();
     let mirror = Mirror::start(&dir);
-    let info = Info::from_file(&repo.path(&big())).unwrap().to_bytes();
+    let info = Info::from_file(&repo.path(pkg)).unwrap().to_bytes();
     let seeder_conf = tmp.path().join("seeder.conf");
     write_pactor_conf(&seeder_conf, "");
     Bed {
@@ -155,20 +160,12 @@ fn a_run_connects_to_at_most_four_peers_of_a_torrent() {
     // A package small enough for its pieces to travel in the index: its torrent is live at once,
     // with no metadata to ask the peers for, so every connection counted is a torrent's.
     let small = Pkg::new("small", "1.0-1").payload(150_000);
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("repo");
-    let mut repo = Repo::new(&dir, "core");
-    repo.add(std::slice::from_ref(&small));
-    let mut publish = Command::new(pactor_bin());
-    publish.arg("publish").arg(&dir);
-    run(publish).assert_ok();
-    let mirror = Mirror::start(&dir);
-    let info = Info::from_file(&repo.path(&small)).unwrap().to_bytes();
+    let b = bed_with(&small);
     // Six peers that claim the file and hold every connection without serving it.
     let peers: Vec<BadPeer> = (0..6)
-        .map(|_| BadPeer::start(info.clone(), Behaviour::Withholds))
+        .map(|_| BadPeer::start(b.info.clone(), Behaviour::Withholds))
         .collect();
-    let env = TestEnv::builder().repo("core", &[mirror.url()]).build();
+    let env = TestEnv::builder().repo("core", &[b.mirror.url()]).build();
     let lines: String = peers
         .iter()
         .map(|p| format!("Peer = 127.0.0.1:{}\n", p.port))
@@ -177,7 +174,7 @@ fn a_run_connects_to_at_most_four_peers_of_a_torrent() {
     run(env.pactor(&["-Syw", "--noconfirm", "small"])).assert_ok();
     assert_eq!(
         std::fs::read(env.cache_dir().join(small.filename())).unwrap(),
-        std::fs::read(repo.path(&small)).unwrap(),
+        std::fs::read(b.repo.path(&small)).unwrap(),
         "the mirror delivered it after the stall"
     );
     let connections: usize = peers.iter().map(BadPeer::connections).sum();
