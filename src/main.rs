@@ -49,8 +49,7 @@ fn main() -> ExitCode {
         .nth(1)
         .is_some_and(|a| a == fetcher::CHILD_ARG)
     {
-        no_error_backtraces();
-        keep_freed_memory();
+        tune_process();
         return fetcher::child_main();
     }
     match cli::classify(std::env::args_os().collect()) {
@@ -67,8 +66,7 @@ fn main() -> ExitCode {
             ExitCode::from(if e.use_stderr() { 1 } else { 0 })
         }
         cli::Invocation::Tool(tool) => {
-            no_error_backtraces();
-            keep_freed_memory();
+            tune_process();
             ui::init_tracing(false);
             report(match tool {
                 cli::Tool::Publish(args) => publish::run(&args),
@@ -81,12 +79,18 @@ fn main() -> ExitCode {
             report(generate::write(kind, &mut std::io::stdout().lock()).map_err(Into::into))
         }
         cli::Invocation::Sync(args) => {
-            no_error_backtraces();
-            keep_freed_memory();
+            tune_process();
             ui::init_tracing(args.debug);
             report(sync::run(*args))
         }
     }
+}
+
+/// The process-wide settings of a run, its download process and the tools (seed, serve, …),
+/// taken first thing in main, before any thread exists.
+fn tune_process() {
+    no_error_backtraces();
+    keep_freed_memory();
 }
 
 /// With `RUST_BACKTRACE=1` in the environment (common on a Rust developer's machine), every
