@@ -131,6 +131,9 @@ impl Prefetch {
                     }
                 })
                 .buffer_unordered(self.parallel.max(1))
+                // The download process runs this on a spawned task, which must be Send; unboxed,
+                // rustc cannot prove that of the closure's futures (rust-lang/rust#102211).
+                .boxed()
                 .collect()
                 .await;
             let mut failed = Vec::new();
@@ -291,16 +294,16 @@ impl Prefetch {
                     "{} from peers: no metadata within {:?}; the mirrors join in",
                     file.filename, self.swarm.stall
                 ));
-                let added = std::cell::RefCell::new(None);
+                let added = std::sync::Mutex::new(None);
                 let from_swarm = async {
                     let handle = leech.await.map_err(|e| format!("{e:#}"))?;
-                    added.replace(Some(handle.clone()));
+                    *added.lock().expect("no poisoning") = Some(handle.clone());
                     let mut watch = SwarmWatch::new(handle, file.size, self.swarm.stall);
                     self.swarm_to_the_end(swarm, &mut watch, file, bar).await
                 };
                 let raced = self.race(from_swarm, file, staging, bar, progress).await;
                 if raced != Ok(Source::Peers)
-                    && let Some(handle) = added.take()
+                    && let Some(handle) = added.into_inner().expect("no poisoning")
                 {
                     swarm.forget(&handle, true).await;
                 }

@@ -32,11 +32,11 @@ use crate::swarm::{Swarm, SwarmConfig};
 use crate::torrent::{Info, InfoHash};
 use crate::transaction::PackageFile;
 
-/// Messages to the root process, written in order by one thread. `None` ends the stream:
-/// senders live on in the `ui` and `progress` redirects, so the writer cannot wait for them all
-/// to go.
+/// Messages to the root process, written in order by one task ([`write_messages`]). `None`
+/// ends the stream: senders live on in the `ui` and `progress` redirects, so the writer cannot
+/// wait for them all to go.
 #[derive(Clone)]
-struct Outbox(std::sync::mpsc::Sender<Option<ToParent>>);
+struct Outbox(mpsc::UnboundedSender<Option<ToParent>>);
 
 impl Outbox {
     fn send(&self, message: ToParent) {
@@ -47,6 +47,69 @@ impl Outbox {
     /// Ends the stream once everything sent before is written.
     fn close(&self) {
         let _ = self.0.send(None);
+    }
+}
+
+/// Writes the outbox to the root process. A task, not a thread: a message sent from the
+/// runtime (most are) wakes no other thread, and the messages of a burst leave in one write,
+/// so the root process is woken once for them.
+async fn write_messages(pipe: OwnedFd, mut outbox: mpsc::UnboundedReceiver<Option<ToParent>>) {
+    use tokio::io::AsyncWriteExt as _;
+    let Ok(pipe) = tokio::net::unix::pipe::Sender::from_owned_fd(pipe) else {
+        return;
+    };
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 16, pipe);
+    let mut next = outbox.recv().await;
+    while let Some(Some(message)) = next {
+        if protocol::write_unflushed_async(&mut out, &message)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        next = match outbox.try_recv() {
+            Ok(queued) => Some(queued),
+            Err(_) if out.flush().await.is_err() => return,
+            Err(_) => outbox.recv().await,
+        };
+    }
+    let _ = out.flush().await;
+}
+
+/// Reads the root process's requests, and hands each verdict to the transfer awaiting it. The
+/// root process gone (end of input) stops everything.
+async fn read_requests(
+    pipe: OwnedFd,
+    requests: mpsc::UnboundedSender<ToChild>,
+    verdicts: Verdicts,
+    interrupt: Interrupt,
+) {
+    let mut input = match tokio::net::unix::pipe::Receiver::from_owned_fd(pipe) {
+        Ok(pipe) => tokio::io::BufReader::with_capacity(1 << 16, pipe),
+        Err(_) => return interrupt.trigger(libc::SIGTERM),
+    };
+    loop {
+        match protocol::read_frame_async::<ToChild>(&mut input, protocol::MAX_JOB_FRAME).await {
+            Ok(ToChild::Verdict {
+                file,
+                staged,
+                placed,
+            }) => {
+                if let Some(waiting) = verdicts
+                    .lock()
+                    .expect("no poisoning")
+                    .remove(&(file, staged))
+                {
+                    let _ = waiting.send(placed);
+                }
+            }
+            Ok(request) => {
+                if requests.send(request).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return interrupt.trigger(libc::SIGTERM),
+        }
     }
 }
 
@@ -66,13 +129,15 @@ pub fn main() -> ExitCode {
         fd
     };
     // SAFETY: `protocol_fd` was just created by dup and is owned here alone.
-    let protocol_out = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(protocol_fd) });
-    let mut stdin = std::io::stdin().lock();
-    let start: Start = match protocol::read_frame(&mut stdin, protocol::MAX_JOB_FRAME) {
+    let protocol_out = unsafe { OwnedFd::from_raw_fd(protocol_fd) };
+    // The requests are read from fd 0 directly, unbuffered here (whatever a buffer took beyond
+    // the Start frame would be lost to the reader that follows).
+    // SAFETY: fd 0 is this process's stdin, which nothing else reads; the reader task owns it.
+    let mut protocol_in = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(0) });
+    let start: Start = match protocol::read_frame(&mut protocol_in, protocol::MAX_JOB_FRAME) {
         Ok(ToChild::Start(start)) => start,
         _ => return ExitCode::from(2),
     };
-    drop(stdin);
     if start.version != VERSION {
         eprintln!(
             "error: the download process speaks version {VERSION}, not {}",
@@ -86,24 +151,7 @@ pub fn main() -> ExitCode {
     }
     crate::ui::init_tracing(start.debug);
 
-    let (tx, rx) = std::sync::mpsc::channel::<Option<ToParent>>();
-    let writer = std::thread::spawn(move || {
-        use std::io::Write as _;
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, protocol_out);
-        let mut next = rx.recv();
-        while let Ok(Some(message)) = next {
-            if protocol::write_unflushed(&mut out, &message).is_err() {
-                break;
-            }
-            // The root process is woken once per burst, not once per message.
-            next = match rx.try_recv() {
-                Ok(queued) => Ok(queued),
-                Err(_) if out.flush().is_err() => break,
-                Err(_) => rx.recv(),
-            };
-        }
-        let _ = out.flush();
-    });
+    let (tx, messages) = mpsc::unbounded_channel();
     let outbox = Outbox(tx);
     outbox.send(ToParent::Hello { version: VERSION });
     let bars = redirect_output(&outbox);
@@ -119,9 +167,17 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = runtime.block_on(serve(start, outbox.clone(), bars));
-    outbox.close();
-    let _ = writer.join();
+    let code = runtime.block_on(async move {
+        let writer = tokio::spawn(write_messages(protocol_out, messages));
+        // Spawned, not run by block_on: on the workers, where the tasks it wakes and is woken
+        // by run (hyper's connections, the pipes'), rather than on a thread each must wake.
+        let code = tokio::spawn(serve(start, protocol_in.into(), outbox.clone(), bars))
+            .await
+            .unwrap_or(ExitCode::from(2));
+        outbox.close();
+        let _ = writer.await;
+        code
+    });
     runtime.shutdown_timeout(Duration::from_secs(2));
     code
 }
@@ -151,7 +207,12 @@ fn redirect_output(outbox: &Outbox) -> Arc<RemoteBars> {
     bars
 }
 
-async fn serve(start: Start, outbox: Outbox, bars: Arc<RemoteBars>) -> ExitCode {
+async fn serve(
+    start: Start,
+    protocol_in: OwnedFd,
+    outbox: Outbox,
+    bars: Arc<RemoteBars>,
+) -> ExitCode {
     // The root process passes on the signal it got: SIGHUP too, which must stop the transfers
     // cleanly here as it does there (its default action would kill this process mid-write).
     let interrupt = match Interrupt::listen_like_pacman() {
@@ -163,40 +224,12 @@ async fn serve(start: Start, outbox: Outbox, bars: Arc<RemoteBars>) -> ExitCode 
     };
     let verdicts: Verdicts = Arc::default();
     let (requests_tx, mut requests) = mpsc::unbounded_channel();
-    {
-        // Requests arrive on stdin; the root process gone (end of input) stops everything.
-        let verdicts = verdicts.clone();
-        let interrupt = interrupt.clone();
-        std::thread::spawn(move || {
-            let mut stdin = std::io::stdin().lock();
-            loop {
-                match protocol::read_frame::<ToChild>(&mut stdin, protocol::MAX_JOB_FRAME) {
-                    Ok(ToChild::Verdict {
-                        file,
-                        staged,
-                        placed,
-                    }) => {
-                        if let Some(waiting) = verdicts
-                            .lock()
-                            .expect("no poisoning")
-                            .remove(&(file, staged))
-                        {
-                            let _ = waiting.send(placed);
-                        }
-                    }
-                    Ok(request) => {
-                        if requests_tx.send(request).is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => {
-                        interrupt.trigger(libc::SIGTERM);
-                        break;
-                    }
-                }
-            }
-        });
-    }
+    tokio::spawn(read_requests(
+        protocol_in,
+        requests_tx,
+        verdicts.clone(),
+        interrupt.clone(),
+    ));
     let http = Http::new(
         Duration::from_millis(start.connect_timeout_ms),
         Duration::from_millis(start.idle_timeout_ms),

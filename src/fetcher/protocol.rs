@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::transaction::PackageFile;
 
@@ -370,40 +371,66 @@ fn check_len(header: [u8; 4], max: usize) -> Result<usize, FrameError> {
 
 /// Writes one message: its frame, then its payload (blocking).
 pub fn write_frame<T: Message>(out: &mut impl Write, message: &T) -> std::io::Result<()> {
-    write_unflushed(out, message)?;
-    out.flush()
-}
-
-/// Writes one message without flushing `out`, for a writer that flushes once its queue is
-/// empty: messages that come in a burst leave in one write.
-pub fn write_unflushed<T: Message>(out: &mut impl Write, message: &T) -> std::io::Result<()> {
     out.write_all(&encode(message))?;
     if let Some(payload) = message.payload() {
         out.write_all(&payload.0)?;
     }
-    Ok(())
+    out.flush()
 }
 
 /// Reads one message, a frame of at most `max` bytes and the payload it announces (blocking).
 pub fn read_frame<T: Message>(input: &mut impl Read, max: usize) -> Result<T, FrameError> {
     let mut header = [0u8; 4];
-    match input.read_exact(&mut header) {
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
-        other => other?,
-    }
+    input.read_exact(&mut header).map_err(closed_at_eof)?;
     let mut body = vec![0u8; check_len(header, max)?];
     input.read_exact(&mut body)?;
     let mut message: T = decode(&body)?;
     if let Some(payload) = message.payload_mut() {
         // Deserialize checked the length against MAX_INLINE_FILE.
-        match input.read_exact(&mut payload.0) {
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(FrameError::Closed);
-            }
-            other => other?,
-        }
+        input.read_exact(&mut payload.0).map_err(closed_at_eof)?;
     }
     Ok(message)
+}
+
+/// [`read_frame`] on the child's runtime: a request wakes the task that reads them, not a
+/// thread that wakes it.
+pub async fn read_frame_async<T: Message>(
+    input: &mut (impl AsyncRead + Unpin),
+    max: usize,
+) -> Result<T, FrameError> {
+    let mut header = [0u8; 4];
+    input.read_exact(&mut header).await.map_err(closed_at_eof)?;
+    let mut body = vec![0u8; check_len(header, max)?];
+    input.read_exact(&mut body).await?;
+    let mut message: T = decode(&body)?;
+    if let Some(payload) = message.payload_mut() {
+        input
+            .read_exact(&mut payload.0)
+            .await
+            .map_err(closed_at_eof)?;
+    }
+    Ok(message)
+}
+
+/// Writes one message on the child's runtime without flushing `out`, for its writer task, which
+/// flushes once its queue is empty: messages that come in a burst leave in one write.
+pub async fn write_unflushed_async<T: Message>(
+    out: &mut (impl AsyncWrite + Unpin),
+    message: &T,
+) -> std::io::Result<()> {
+    out.write_all(&encode(message)).await?;
+    if let Some(payload) = message.payload() {
+        out.write_all(&payload.0).await?;
+    }
+    Ok(())
+}
+
+/// The pipe ending where a frame begins (or inside its payload) is the other side gone.
+fn closed_at_eof(e: std::io::Error) -> FrameError {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => FrameError::Closed,
+        _ => FrameError::Io(e),
+    }
 }
 
 /// Text from the child made safe for a terminal: no control characters (no escape sequences),
@@ -440,6 +467,56 @@ mod tests {
                 staged: Staged::Swarm
             }
         ));
+    }
+
+    #[tokio::test]
+    async fn the_childs_async_frames_are_the_roots_blocking_ones() {
+        // The child writes on its runtime what the root process reads blocking, payload too.
+        let bytes: Vec<u8> = (0..MAX_INLINE_FILE).map(|i| (i * 13 % 251) as u8).collect();
+        let mut buf = Vec::new();
+        for file in 0..3 {
+            let message = ToParent::ReadyInline {
+                file,
+                bytes: Payload(bytes.clone()),
+            };
+            write_unflushed_async(&mut buf, &message).await.unwrap();
+        }
+        let mut input = &buf[..];
+        for want in 0..3 {
+            match read_frame::<ToParent>(&mut input, MAX_FRAME).unwrap() {
+                ToParent::ReadyInline { file, bytes: b } => {
+                    assert_eq!(file, want);
+                    assert!(b.0 == bytes);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            read_frame::<ToParent>(&mut input, MAX_FRAME),
+            Err(FrameError::Closed)
+        ));
+
+        // And reads on its runtime what the root process writes blocking; a cut frame is not a
+        // message.
+        let mut buf = Vec::new();
+        let verdict = ToChild::Verdict {
+            file: 7,
+            staged: Staged::Mirror,
+            placed: Ok(()),
+        };
+        write_frame(&mut buf, &verdict).unwrap();
+        write_frame(&mut buf, &ToChild::Stop).unwrap();
+        buf.truncate(buf.len() - 1);
+        let mut input = &buf[..];
+        assert!(matches!(
+            read_frame_async::<ToChild>(&mut input, MAX_JOB_FRAME).await,
+            Ok(ToChild::Verdict { file: 7, .. })
+        ));
+        assert!(
+            read_frame_async::<ToChild>(&mut input, MAX_JOB_FRAME)
+                .await
+                .is_err()
+        );
     }
 
     #[test]
