@@ -12,6 +12,7 @@
 //! - `sandbox`: when to sandbox, the staging layout, entering the sandbox;
 //! - `parent`: starting the child, following it, passing signals on;
 //! - `intake`: the verification of an offered file, copied or taken;
+//! - `sender`: the root process's messages to the child, written without blocking;
 //! - `child`: the download process itself, running `prefetch`.
 
 mod child;
@@ -19,6 +20,7 @@ mod intake;
 mod parent;
 pub mod protocol;
 pub mod sandbox;
+mod sender;
 
 pub use child::{Handover, main as child_main};
 pub use parent::{CHILD_ARG, Downloads, Setup};

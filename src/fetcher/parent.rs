@@ -27,6 +27,7 @@ use super::protocol::{
     Progress, Refusal, Report, Staged, Start, ToChild, ToParent, VERSION, clean,
 };
 use super::sandbox::{self, Plan, Staging};
+use super::sender::ChildSender;
 use crate::indexes::{self, Fetched, Stale};
 use crate::interrupt::Interrupt;
 use crate::progress::{DownloadProgress, FileProgress};
@@ -99,7 +100,7 @@ impl Downloads {
 
 pub struct Fetcher {
     child: Child,
-    outbox: std::sync::mpsc::Sender<ToChild>,
+    outbox: ChildSender,
     inbox: mpsc::UnboundedReceiver<Result<ToParent, FrameError>>,
     stderr: Option<std::thread::JoinHandle<()>>,
     intake: Arc<Intake>,
@@ -155,15 +156,9 @@ impl Fetcher {
         // A child that died at once is reported below, from its exit status.
         let _ = protocol::write_frame(&mut stdin, &ToChild::Start(start));
 
-        let (outbox, requests) = std::sync::mpsc::channel::<ToChild>();
-        std::thread::spawn(move || {
-            while let Ok(message) = requests.recv() {
-                if protocol::write_frame(&mut stdin, &message).is_err() {
-                    break;
-                }
-            }
-            // Dropping stdin is the child's end of input: it stops.
-        });
+        // Dropping every sender is the child's end of input: it stops.
+        let outbox =
+            ChildSender::new(stdin).context("could not set up the download process's input")?;
         let (tx, inbox) = mpsc::unbounded_channel();
         std::thread::spawn(move || {
             let mut stdout = BufReader::new(stdout);
@@ -196,8 +191,7 @@ impl Fetcher {
     }
 
     fn send(&self, message: ToChild) {
-        // A child gone is noticed on its output.
-        let _ = self.outbox.send(message);
+        self.outbox.send(&message);
     }
 
     /// The next message, with signals passed on to the child while waiting. Lines the child
@@ -421,7 +415,7 @@ impl Drop for Fetcher {
 struct Run<'a> {
     files: &'a [PackageFile],
     intake: Arc<Intake>,
-    outbox: std::sync::mpsc::Sender<ToChild>,
+    outbox: ChildSender,
     progress: Option<DownloadProgress>,
     bars: HashMap<u32, FileProgress>,
     /// Copies under way, per file.
@@ -535,7 +529,7 @@ impl Run<'_> {
                     let placed = tokio::task::spawn_blocking(move || intake.signature(&name))
                         .await
                         .unwrap_or_else(|e| Err(Refusal::Failed(e.to_string())));
-                    let _ = outbox.send(ToChild::Verdict {
+                    outbox.send(&ToChild::Verdict {
                         file,
                         staged,
                         placed,
@@ -585,7 +579,7 @@ impl Run<'_> {
             }
             placed
         };
-        let _ = self.outbox.send(ToChild::Verdict {
+        self.outbox.send(&ToChild::Verdict {
             file,
             staged,
             placed: verdict,
@@ -655,7 +649,7 @@ async fn copy_task(
         mut placed_once,
     }: CopyTask,
     mut steps: mpsc::UnboundedReceiver<Step>,
-    outbox: std::sync::mpsc::Sender<ToChild>,
+    outbox: ChildSender,
     placed: Arc<AtomicUsize>,
 ) {
     let mut copy: Option<super::intake::Copy> = None;
@@ -712,7 +706,7 @@ async fn copy_task(
             placed.fetch_add(1, Ordering::SeqCst);
             placed_once = true;
         }
-        let _ = outbox.send(ToChild::Verdict {
+        outbox.send(&ToChild::Verdict {
             file,
             staged,
             placed: verdict,
@@ -772,7 +766,8 @@ mod tests {
         };
         std::fs::write(Staged::Swarm.path(&staging.fetch, &expected.name), &data).unwrap();
         let (steps, rx) = mpsc::unbounded_channel();
-        let (outbox, verdicts) = std::sync::mpsc::channel();
+        let (mut verdicts, pipe) = std::io::pipe().unwrap();
+        let outbox = ChildSender::new(pipe).unwrap();
         let placed = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(copy_task(
             intake,
@@ -796,16 +791,19 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let first = tokio::task::spawn_blocking(move || {
-            let first = verdicts.recv().unwrap();
+            let first = protocol::read_frame(&mut verdicts, protocol::MAX_FRAME).unwrap();
             (first, verdicts)
         })
         .await
         .unwrap();
         assert_eq!(verdict(first.0), Ok(()));
         // Nothing is copied any more: root's directory holds no copy in the making.
-        let second = tokio::task::spawn_blocking(move || first.1.recv().unwrap())
-            .await
-            .unwrap();
+        let mut verdicts = first.1;
+        let second = tokio::task::spawn_blocking(move || {
+            protocol::read_frame(&mut verdicts, protocol::MAX_FRAME).unwrap()
+        })
+        .await
+        .unwrap();
         assert_eq!(verdict(second), Ok(()), "the file is in the cache");
         let copies: Vec<_> = std::fs::read_dir(&staging.work)
             .unwrap()
