@@ -380,12 +380,14 @@ impl Fetcher {
         if let Ok(bytes) = waited {
             uploaded = bytes;
         }
+        // It exits within milliseconds of saying it stopped: look often (every run waits
+        // for this, half the period on average).
         let exited = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 if !matches!(self.child.try_wait(), Ok(None)) {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         })
         .await;
