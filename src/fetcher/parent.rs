@@ -5,8 +5,9 @@
 //! The child is `/proc/self/exe` started afresh (never a fork of this multi-threaded process),
 //! in its own session: no controlling terminal to write to, and the terminal's signals reach
 //! the root process only, which decides what the child hears. Its stdin, stdout and stderr are
-//! pipes; each is served by a thread of its own so a child that stops reading or floods its
-//! output cannot block the root process.
+//! pipes: stdout and stderr are each read by a thread of its own, and stdin is written without
+//! blocking ([`ChildSender`]), so a child that stops reading or floods its output cannot block
+//! the root process.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
