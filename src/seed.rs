@@ -89,6 +89,8 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         download_bps: None,
         peer_limit: args.peer_limit,
         super_seed: args.super_seed || settings.super_seed,
+        // A seeder fetches nothing; its peers all connect to it.
+        outgoing_peers: settings.peers_per_package,
     };
     let label = match &catalog {
         Catalog::Dirs(dirs) => dirs

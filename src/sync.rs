@@ -253,6 +253,7 @@ fn swarm_settings(settings: &Settings) -> SwarmSettings {
         trackers: settings.trackers.clone(),
         upload_bps: settings.max_upload_rate,
         download_bps: settings.max_download_rate,
+        outgoing_peers: settings.peers_per_package,
     }
 }
 

@@ -156,30 +156,32 @@ fn a_tracker_that_is_down_or_answers_garbage_costs_nothing_but_itself() {
 }
 
 #[test]
-fn a_run_connects_to_at_most_four_peers_of_a_torrent() {
+fn a_run_connects_to_at_most_four_peers_of_a_torrent_or_as_many_as_pactor_conf_says() {
     // A package small enough for its pieces to travel in the index: its torrent is live at once,
     // with no metadata to ask the peers for, so every connection counted is a torrent's.
     let small = Pkg::new("small", "1.0-1").payload(150_000);
     let b = bed_with(&small);
-    // Six peers that claim the file and hold every connection without serving it.
-    let peers: Vec<BadPeer> = (0..6)
-        .map(|_| BadPeer::start(b.info.clone(), Behaviour::Withholds))
-        .collect();
-    let env = TestEnv::builder().repo("core", &[b.mirror.url()]).build();
-    let lines: String = peers
-        .iter()
-        .map(|p| format!("Peer = 127.0.0.1:{}\n", p.port))
-        .collect();
-    env.write_pactor_conf(&format!("[options]\nStallTimeout = 2\n{lines}"));
-    run(env.pactor(&["-Syw", "--noconfirm", "small"])).assert_ok();
-    assert_eq!(
-        std::fs::read(env.cache_dir().join(small.filename())).unwrap(),
-        std::fs::read(b.repo.path(&small)).unwrap(),
-        "the mirror delivered it after the stall"
-    );
-    let connections: usize = peers.iter().map(BadPeer::connections).sum();
-    assert!(
-        (1..=4).contains(&connections),
-        "{connections} connections to the six peers"
-    );
+    for (setting, most) in [("", 4), ("PeersPerPackage = 2\n", 2)] {
+        // Six peers that claim the file and hold every connection without serving it.
+        let peers: Vec<BadPeer> = (0..6)
+            .map(|_| BadPeer::start(b.info.clone(), Behaviour::Withholds))
+            .collect();
+        let env = TestEnv::builder().repo("core", &[b.mirror.url()]).build();
+        let lines: String = peers
+            .iter()
+            .map(|p| format!("Peer = 127.0.0.1:{}\n", p.port))
+            .collect();
+        env.write_pactor_conf(&format!("[options]\nStallTimeout = 2\n{setting}{lines}"));
+        run(env.pactor(&["-Syw", "--noconfirm", "small"])).assert_ok();
+        assert_eq!(
+            std::fs::read(env.cache_dir().join(small.filename())).unwrap(),
+            std::fs::read(b.repo.path(&small)).unwrap(),
+            "the mirror delivered it after the stall"
+        );
+        let connections: usize = peers.iter().map(BadPeer::connections).sum();
+        assert!(
+            (1..=most).contains(&connections),
+            "{setting:?}: {connections} connections to the six peers"
+        );
+    }
 }

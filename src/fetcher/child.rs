@@ -337,6 +337,7 @@ async fn prefetch(
                 peer_limit: None,
                 // What a run fetched it seeds as it was fetched: it is one peer among many.
                 super_seed: false,
+                outgoing_peers: s.outgoing_peers,
             },
             peers: job.peers,
             stall: Duration::from_millis(job.stall_ms),

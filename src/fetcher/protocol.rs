@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::transaction::PackageFile;
 
 /// Bumped whenever a message changes meaning.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// The largest message the root process reads from the child: progress and offers are a few
 /// dozen bytes.
 pub const MAX_FRAME: usize = 4 << 20;
@@ -56,6 +56,7 @@ pub struct SwarmSettings {
     pub trackers: Vec<String>,
     pub upload_bps: Option<u32>,
     pub download_bps: Option<u32>,
+    pub outgoing_peers: usize,
 }
 
 /// One repo's torrent index to fetch: the URLs to try in order.

@@ -230,6 +230,7 @@ fn swarm_config(settings: &Settings) -> SwarmConfig {
         peer_limit: None,
         // SuperSeed is `pactor seed`'s: a LAN cache seeds what its clients fetched.
         super_seed: false,
+        outgoing_peers: settings.peers_per_package,
     }
 }
 

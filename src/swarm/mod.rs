@@ -24,7 +24,7 @@ use crate::torrent::{Info, InfoHash};
 use storage::{LeechFactory, ReadOnlyFactory, Seal};
 
 /// How the session talks to the world; everything off by default except what is configured.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SwarmConfig {
     /// Where to accept peers; `None` accepts nobody (a pure leecher).
     pub listen: Option<SocketAddr>,
@@ -36,20 +36,28 @@ pub struct SwarmConfig {
     pub peer_limit: Option<usize>,
     /// Seed as a super-seeder (librqbit's `AddTorrentOptions::super_seed`).
     pub super_seed: bool,
+    /// Connections a run opens to the peers of one package's torrent at a time (pactor.conf's
+    /// `PeersPerPackage`, [`crate::config::DEFAULT_PEERS_PER_PACKAGE`] unless set).
+    pub outgoing_peers: usize,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        SwarmConfig {
+            listen: None,
+            dht: false,
+            lsd: false,
+            trackers: Vec::new(),
+            upload_bps: None,
+            download_bps: None,
+            peer_limit: None,
+            super_seed: false,
+            outgoing_peers: crate::config::DEFAULT_PEERS_PER_PACKAGE,
+        }
+    }
 }
 
 pub type Handle = Arc<ManagedTorrent>;
-
-/// Connections a run opens to the peers of one package's torrent at a time; peers that connect
-/// to it are still all accepted. A run fetches hundreds of small torrents at once, and in a
-/// fleet every client connected to every other for each of them: the handshakes, bitfields and
-/// Haves of 15 connections per torrent cost more CPU than the extra peers brought. With four
-/// (the classic number of upload slots) each client still has about eight peers per torrent,
-/// those it chose and those that chose it. Fleet of 16 (scripts/bench, builds alternating):
-/// p95 33.3-34.4 s and 58-59 CPU s -> 29.5 s and 51 CPU s, the same origin bytes; K = 1 and
-/// K = 8 unchanged. The cost: peers that hold a slot and serve nothing (broken or hostile) keep
-/// it until librqbit drops them, and StallTimeout brings in the mirrors meanwhile.
-const OUTGOING_PEERS: usize = 4;
 
 /// A file to fetch from the swarm, as the database and the index describe it.
 pub struct Target<'a> {
@@ -70,6 +78,8 @@ pub struct Swarm {
     seals: Mutex<HashMap<[u8; 20], Seal>>,
     /// Seeded torrents are super-seeded (`pactor seed --super-seed`).
     super_seed: bool,
+    /// Connections a leeched torrent opens ([`SwarmConfig::outgoing_peers`]).
+    outgoing_peers: usize,
 }
 
 impl Swarm {
@@ -84,6 +94,7 @@ impl Swarm {
             trackers: Mutex::new(config.trackers.clone()),
             seals: Mutex::default(),
             super_seed: config.super_seed,
+            outgoing_peers: config.outgoing_peers.max(1),
         })
     }
 
@@ -151,7 +162,7 @@ impl Swarm {
             .clone();
         let options = AddTorrentOptions {
             overwrite: true,
-            outgoing_peer_limit: Some(OUTGOING_PEERS),
+            outgoing_peer_limit: Some(self.outgoing_peers),
             output_folder: Some(dir.to_string_lossy().into_owned()),
             initial_peers: (!peers.is_empty()).then(|| peers.to_vec()),
             storage_factory: Some(
