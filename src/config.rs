@@ -78,16 +78,16 @@ impl Upstream {
     }
 }
 
-/// Connections a run opens to the peers of one package's torrent at a time (`PeersPerPackage`),
-/// unless pactor.conf says otherwise; peers that connect
-/// to it are still all accepted. A run fetches hundreds of small torrents at once, and in a
-/// fleet every client connected to every other for each of them: the handshakes, bitfields and
-/// Haves of 15 connections per torrent cost more CPU than the extra peers brought. With four
-/// (the classic number of upload slots) each client still has about eight peers per torrent,
-/// those it chose and those that chose it. Fleet of 16 (scripts/bench, builds alternating):
-/// p95 33.3-34.4 s and 58-59 CPU s -> 29.5 s and 51 CPU s, the same origin bytes; K = 1 and
-/// K = 8 unchanged. The cost: peers that hold a slot and serve nothing (broken or hostile) keep
-/// it until librqbit drops them, and StallTimeout brings in the mirrors meanwhile.
+/// Connections a run opens to the peers of one package's torrent at a time unless pactor.conf's
+/// `PeersPerPackage` says otherwise; peers that connect to it are still all accepted. A run
+/// fetches hundreds of small torrents at once, and in a fleet every client connected to every
+/// other for each of them: the handshakes, bitfields and Haves of 15 connections per torrent
+/// cost more CPU than the extra peers brought. With four (the classic number of upload slots)
+/// each client still has about eight peers per torrent, those it chose and those that chose it.
+/// Fleet of 16 (scripts/bench, builds alternating): p95 33.3-34.4 s and 58-59 CPU s -> 29.5 s
+/// and 51 CPU s, the same origin bytes; K = 1 and K = 8 unchanged. The cost: peers that hold a
+/// slot and serve nothing (broken or hostile) keep it until librqbit drops them, and
+/// StallTimeout brings in the mirrors meanwhile.
 pub const DEFAULT_PEERS_PER_PACKAGE: usize = 4;
 
 /// Where pactor keeps its own state unless `StateDir` says otherwise.
@@ -201,11 +201,7 @@ pub const OPTIONS: &[ConfOption] = &[
         summary: "files downloaded at once",
         doc: "Files downloaded at once, from 1 to 64.",
         apply: |s, v| {
-            let n = required(v)?
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=64).contains(n))
-                .ok_or("ParallelDownloads must be 1 to 64")?;
+            let n = count(required(v)?, 1..=64, "ParallelDownloads")?;
             s.parallel_downloads = Some(n);
             Ok(())
         },
@@ -357,11 +353,7 @@ pub const OPTIONS: &[ConfOption] = &[
               or 3), while peers that take a slot and serve nothing (broken or hostile) weigh \
               more with fewer slots, until StallTimeout brings in the mirrors.",
         apply: |s, v| {
-            s.peers_per_package = required(v)?
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=50).contains(n))
-                .ok_or("PeersPerPackage must be 1 to 50")?;
+            s.peers_per_package = count(required(v)?, 1..=50, "PeersPerPackage")?;
             Ok(())
         },
     },
@@ -562,6 +554,15 @@ impl Settings {
     }
 }
 
+/// A whole number within `range`, or `<name> must be <low> to <high>`.
+fn count(value: &str, range: std::ops::RangeInclusive<usize>, name: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| format!("{name} must be {} to {}", range.start(), range.end()))
+}
+
 fn seconds(value: &str) -> Result<Duration, String> {
     value
         .parse::<f64>()
@@ -714,6 +715,12 @@ mod tests {
             Settings::default().peers_per_package,
             DEFAULT_PEERS_PER_PACKAGE
         );
+        // The documented default (pactor.conf(5), the shipped pactor.conf) is the one used.
+        let documented = OPTIONS
+            .iter()
+            .find(|o| o.name == "PeersPerPackage")
+            .unwrap();
+        assert_eq!(documented.default, DEFAULT_PEERS_PER_PACKAGE.to_string());
         assert_eq!(s.peers, ["127.0.0.1:7000", "127.0.0.1:7001"]);
         assert_eq!(
             (s.listen_port, s.dht, s.lsd, s.seed_while_installing),

@@ -94,7 +94,7 @@ impl Swarm {
             trackers: Mutex::new(config.trackers.clone()),
             seals: Mutex::default(),
             super_seed: config.super_seed,
-            outgoing_peers: config.outgoing_peers.max(1),
+            outgoing_peers: config.outgoing_peers,
         })
     }
 
