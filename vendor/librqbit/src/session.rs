@@ -96,11 +96,31 @@ fn torrent_from_bytes(bytes: Bytes) -> anyhow::Result<ParsedTorrentFile> {
 #[derive(Default)]
 pub struct SessionDatabase {
     torrents: HashMap<TorrentId, ManagedTorrentHandle>,
+    // pactor: every torrent's id by its infohash. Adding a torrent, checking an incoming
+    // handshake and reporting a torrent's stats to its tracker each scanned all the torrents
+    // for an infohash: quadratic in a seeder's torrents, or in the packages of one run.
+    by_info_hash: HashMap<Id20, TorrentId>,
 }
 
 impl SessionDatabase {
     fn add_torrent(&mut self, torrent: ManagedTorrentHandle, id: TorrentId) {
+        self.by_info_hash.insert(torrent.info_hash(), id);
         self.torrents.insert(id, torrent);
+    }
+
+    // pactor: the only way a torrent leaves the database, so that the index stays true.
+    fn remove_torrent(&mut self, id: TorrentId) -> Option<ManagedTorrentHandle> {
+        let removed = self.torrents.remove(&id)?;
+        if self.by_info_hash.get(&removed.info_hash()) == Some(&id) {
+            self.by_info_hash.remove(&removed.info_hash());
+        }
+        Some(removed)
+    }
+
+    // pactor: the torrent with this infohash, looked up rather than searched for.
+    fn by_info_hash(&self, info_hash: &Id20) -> Option<(TorrentId, &ManagedTorrentHandle)> {
+        let id = *self.by_info_hash.get(info_hash)?;
+        self.torrents.get(&id).map(|t| (id, t))
     }
 }
 
@@ -980,10 +1000,8 @@ impl Session {
         let (id, torrent) = self
             .db
             .read()
-            .torrents
-            .iter()
-            .find(|(_, t)| t.info_hash() == h.info_hash)
-            .map(|(id, t)| (*id, t.clone()))
+            .by_info_hash(&h.info_hash)
+            .map(|(id, t)| (id, t.clone()))
             .with_context(|| format!("didn't find a matching torrent {:?}", h.info_hash))?;
 
         let live = torrent
@@ -1374,14 +1392,11 @@ impl Session {
 
         let (managed_torrent, metadata) = {
             let mut g = self.db.write();
-            if let Some((id, handle)) = g.torrents.iter().find_map(|(eid, t)| {
-                if t.info_hash() == info_hash || *eid == id {
-                    Some((*eid, t.clone()))
-                } else {
-                    None
-                }
-            }) {
-                return Ok(AddTorrentResponse::AlreadyManaged(id, handle));
+            let existing = g
+                .by_info_hash(&info_hash)
+                .or_else(|| g.torrents.get(&id).map(|t| (id, t)));
+            if let Some((id, handle)) = existing {
+                return Ok(AddTorrentResponse::AlreadyManaged(id, handle.clone()));
             }
 
             let span = debug_span!(parent: self.rs(), "torrent", id);
@@ -1443,7 +1458,7 @@ impl Session {
         if let Some(p) = self.persistence.as_ref()
             && let Err(e) = p.store(id, &managed_torrent).await
         {
-            self.db.write().torrents.remove(&id);
+            self.db.write().remove_torrent(id);
             return Err(e);
         }
 
@@ -1463,13 +1478,7 @@ impl Session {
     pub fn get(&self, id: TorrentIdOrHash) -> Option<ManagedTorrentHandle> {
         match id {
             TorrentIdOrHash::Id(id) => self.db.read().torrents.get(&id).cloned(),
-            TorrentIdOrHash::Hash(id) => self.db.read().torrents.iter().find_map(|(_, v)| {
-                if v.info_hash() == id {
-                    Some(v.clone())
-                } else {
-                    None
-                }
-            }),
+            TorrentIdOrHash::Hash(id) => self.db.read().by_info_hash(&id).map(|(_, v)| v.clone()),
         }
     }
 
@@ -1479,22 +1488,14 @@ impl Session {
             TorrentIdOrHash::Hash(h) => self
                 .db
                 .read()
-                .torrents
-                .values()
-                .find_map(|v| {
-                    if v.info_hash() == h {
-                        Some(v.id())
-                    } else {
-                        None
-                    }
-                })
+                .by_info_hash(&h)
+                .map(|(id, _)| id)
                 .context("no such torrent in db")?,
         };
         let removed = self
             .db
             .write()
-            .torrents
-            .remove(&id)
+            .remove_torrent(id)
             .with_context(|| format!("torrent with id {id} did not exist"))?;
 
         if let Err(e) = removed.pause() {
@@ -1823,14 +1824,12 @@ struct PeerRxTorrentInfo {
 
 impl tracker_comms::TorrentStatsProvider for PeerRxTorrentInfo {
     fn get(&self) -> tracker_comms::TrackerCommsStats {
-        let mt = self.session.with_torrents(|torrents| {
-            for (_, mt) in torrents {
-                if mt.info_hash() == self.info_hash {
-                    return Some(mt.clone());
-                }
-            }
-            None
-        });
+        let mt = self
+            .session
+            .db
+            .read()
+            .by_info_hash(&self.info_hash)
+            .map(|(_, mt)| mt.clone());
         let mt = match mt {
             Some(mt) => mt,
             None => {
