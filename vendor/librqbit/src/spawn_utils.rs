@@ -6,6 +6,10 @@ use tokio::sync::Semaphore;
 ///
 /// Also shortcuts for single-threaded tokio runtime to simply call the function, unlike
 /// "tokio::task::block_in_place" which would panic.
+// pactor: the largest torrent whose setup I/O runs inline (see small_torrent_io): hashing it
+// whole takes under a millisecond.
+const INLINE_TORRENT_IO: u64 = 1024 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct BlockingSpawner {
     allow_block_in_place: bool,
@@ -46,6 +50,26 @@ impl BlockingSpawner {
             return f();
         }
         self.block_in_place_with_semaphore(f).await
+    }
+
+    // pactor: a small torrent's setup I/O (creating its file, checking what it holds, setting
+    // its length) runs inline when chunk I/O does: block_in_place hands the worker to another
+    // thread and back for each of the three steps, which cost more than the I/O itself for a
+    // file of a few pieces, and a pactor run adds one torrent per package. Larger torrents
+    // still go through block_in_place: their initial check may hash the whole file.
+    pub async fn small_torrent_io<F: FnOnce() -> R, R>(&self, torrent_bytes: u64, f: F) -> R {
+        if self.inline_chunk_io && torrent_bytes <= INLINE_TORRENT_IO {
+            return f();
+        }
+        self.block_in_place_with_semaphore(f).await
+    }
+
+    // pactor: the same for a caller that cannot await.
+    pub fn small_torrent_io_sync<F: FnOnce() -> R, R>(&self, torrent_bytes: u64, f: F) -> R {
+        if self.inline_chunk_io && torrent_bytes <= INLINE_TORRENT_IO {
+            return f();
+        }
+        self.block_in_place(f)
     }
 
     /// Only call this if you can't call the async function block_in_place_with_semaphore

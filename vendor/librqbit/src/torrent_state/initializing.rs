@@ -103,7 +103,7 @@ impl TorrentStateInitializing {
         let is_broken = self
             .shared
             .spawner
-            .block_in_place_with_semaphore(|| {
+            .small_torrent_io(self.metadata.lengths().total_length(), || {
                 let fo = crate::file_ops::FileOps::new(
                     &self.metadata.info,
                     &self.files,
@@ -222,7 +222,7 @@ impl TorrentStateInitializing {
                 let have_pieces = self
                     .shared
                     .spawner
-                    .block_in_place_with_semaphore(|| {
+                    .small_torrent_io(self.metadata.lengths().total_length(), || {
                         FileOps::new(&self.metadata.info, &self.files, &self.metadata.file_infos)
                             .initial_check(&self.checked_bytes, &self.pause_requested)
                     })
@@ -266,7 +266,7 @@ impl TorrentStateInitializing {
         // Ensure file lengths are correct, and reopen read-only.
         self.shared
             .spawner
-            .block_in_place_with_semaphore(|| {
+            .small_torrent_io(self.metadata.lengths().total_length(), || {
                 for (idx, fi) in self.metadata.file_infos.iter().enumerate() {
                     if self
                         .only_files
