@@ -350,6 +350,81 @@ fn a_download_process_that_dies_fails_the_run_and_installs_nothing() {
     assert!(!b.env.db_dir().join("db.lck").exists());
 }
 
+/// Starts the download process as the root process does, with a Start frame of `version` on
+/// its stdin (kept open), its stdout on `stdout` and its stderr piped.
+fn download_process_speaking(version: u32, fetch_dir: &std::path::Path, stdout: Stdio) -> Child {
+    use std::io::Write;
+    let start = format!(
+        r#"{{"Start":{{"version":{version},"sandbox":{{"user":null,"filesystem":false,"syscalls":false}},"fetch_dir":{:?},"connect_timeout_ms":1000,"idle_timeout_ms":1000,"debug":false}}}}"#,
+        fetch_dir.to_str().unwrap()
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pactor"))
+        .arg("__pactor-download-process")
+        .current_dir(fetch_dir)
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin
+        .write_all(&(start.len() as u32).to_be_bytes())
+        .unwrap();
+    stdin.write_all(start.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    child
+}
+
+/// Waits up to `limit` for `child` to exit; its exit code and stderr, or `None` if it did not.
+fn exit_within(mut child: Child, limit: Duration) -> Option<(Option<i32>, String)> {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    Some((child.wait().unwrap().code(), stderr))
+}
+
+#[test]
+fn a_download_process_that_cannot_write_to_the_root_process_says_so_and_ends() {
+    let fetch = tempfile::tempdir().unwrap();
+    // The protocol's version, from the refusal of a wrong one.
+    let (_, refusal) = exit_within(
+        download_process_speaking(0, fetch.path(), Stdio::piped()),
+        Duration::from_secs(10),
+    )
+    .expect("a wrong version ends the download process");
+    let version: u32 = refusal
+        .split("speaks version ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no version in {refusal:?}"));
+    // Its stdout is not a pipe (it is /dev/null), so no message could reach a root process: it
+    // must end at once, though its stdin stays open, rather than leave the root process to
+    // wait for its stall timeout.
+    let (code, stderr) = exit_within(
+        download_process_speaking(version, fetch.path(), Stdio::null()),
+        Duration::from_secs(10),
+    )
+    .expect("the download process kept running without a way to the root process");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: could not write to the root process"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn the_swarm_works_inside_the_sandbox_and_seeds_from_the_staging_copy() {
     let tmp = tempfile::tempdir().unwrap();

@@ -53,11 +53,11 @@ impl Outbox {
 /// Writes the outbox to the root process. A task, not a thread: a message sent from the
 /// runtime (most are) wakes no other thread, and the messages of a burst leave in one write,
 /// so the root process is woken once for them.
-async fn write_messages(pipe: OwnedFd, mut outbox: mpsc::UnboundedReceiver<Option<ToParent>>) {
+async fn write_messages(
+    pipe: tokio::net::unix::pipe::Sender,
+    mut outbox: mpsc::UnboundedReceiver<Option<ToParent>>,
+) {
     use tokio::io::AsyncWriteExt as _;
-    let Ok(pipe) = tokio::net::unix::pipe::Sender::from_owned_fd(pipe) else {
-        return;
-    };
     let mut out = tokio::io::BufWriter::with_capacity(1 << 16, pipe);
     let mut next = outbox.recv().await;
     while let Some(Some(message)) = next {
@@ -168,6 +168,15 @@ pub fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
+        // Without this pipe nothing reaches the root process, which would wait for its stall
+        // timeout: end now, and it sees the pipe close.
+        let protocol_out = match tokio::net::unix::pipe::Sender::from_owned_fd(protocol_out) {
+            Ok(pipe) => pipe,
+            Err(e) => {
+                eprintln!("error: could not write to the root process: {e}");
+                return ExitCode::from(2);
+            }
+        };
         let writer = tokio::spawn(write_messages(protocol_out, messages));
         // Spawned, not run by block_on: on the workers, where the tasks it wakes and is woken
         // by run (hyper's connections, the pipes'), rather than on a thread each must wake.
