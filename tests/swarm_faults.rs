@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use bed::wire::UNCHOKE;
 use bed::*;
 use pactor::torrent::Info;
 
@@ -152,6 +153,68 @@ fn a_tracker_that_is_down_or_answers_garbage_costs_nothing_but_itself() {
             .iter()
             .any(|r| r.path.starts_with("/announce?")),
         "the garbage tracker was asked"
+    );
+}
+
+#[test]
+fn peers_that_connect_to_a_run_are_all_accepted_whatever_its_peers_per_package() {
+    let small = Pkg::new("small", "1.0-1").payload(150_000);
+    let b = bed_with(&small);
+    // Withholding peers keep the run in the swarm (its one outgoing connection held) until the
+    // stall timeout; meanwhile three peers of the fleet connect to it.
+    let peers: Vec<BadPeer> = (0..3)
+        .map(|_| BadPeer::start(b.info.clone(), Behaviour::Withholds))
+        .collect();
+    let env = TestEnv::builder().repo("core", &[b.mirror.url()]).build();
+    let listen = free_port();
+    let lines: String = peers
+        .iter()
+        .map(|p| format!("Peer = 127.0.0.1:{}\n", p.port))
+        .collect();
+    env.write_pactor_conf(&format!(
+        "[options]\nStallTimeout = 8\nPeersPerPackage = 1\nListenPort = {listen}\n{lines}"
+    ));
+    let running = {
+        let cmd = env.pactor(&["-Syw", "--noconfirm", "small"]);
+        std::thread::spawn(move || run(cmd))
+    };
+    let info_hash = BadPeer::info_hash(&b.info);
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut fleet = Vec::new();
+    while fleet.len() < 3 && Instant::now() < deadline {
+        let peer_id = *format!("-FL0001-fleetpeer{:03}", fleet.len())
+            .as_bytes()
+            .first_chunk()
+            .unwrap();
+        match Wire::try_connect(listen, info_hash, &peer_id) {
+            Some(wire) => fleet.push(wire),
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    assert_eq!(
+        fleet.len(),
+        3,
+        "the run answered the handshakes of 3 incoming peers"
+    );
+    for (n, wire) in fleet.iter_mut().enumerate() {
+        // An accepted peer is unchoked at once (librqbit's connection writer begins so); a
+        // refused one would see the connection closed with nothing said.
+        let said = wire.messages_for(Duration::from_secs(2));
+        assert!(
+            said.iter().any(|(id, _)| *id == UNCHOKE),
+            "incoming peer {n} was not unchoked: {said:?}"
+        );
+    }
+    let outgoing: usize = peers.iter().map(BadPeer::connections).sum();
+    assert_eq!(
+        outgoing, 1,
+        "PeersPerPackage = 1 held the run's own connections"
+    );
+    running.join().unwrap().assert_ok();
+    assert_eq!(
+        std::fs::read(env.cache_dir().join(small.filename())).unwrap(),
+        std::fs::read(b.repo.path(&small)).unwrap(),
+        "the mirror delivered it after the stall"
     );
 }
 

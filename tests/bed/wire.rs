@@ -19,28 +19,34 @@ pub struct Wire {
 impl Wire {
     /// Connects to 127.0.0.1:`port` and exchanges handshakes for `info_hash`.
     pub fn connect(port: u16, info_hash: [u8; 20], peer_id: &[u8; 20]) -> Wire {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        Wire::try_connect(port, info_hash, peer_id).expect("the peer's handshake")
+    }
+
+    /// [`Wire::connect`], or `None` if nothing listens or the peer answers no handshake (it
+    /// does not have the torrent, or not yet).
+    pub fn try_connect(port: u16, info_hash: [u8; 20], peer_id: &[u8; 20]) -> Option<Wire> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
         let mut hello = vec![19];
         hello.extend_from_slice(b"BitTorrent protocol");
         hello.extend_from_slice(&[0; 8]);
         hello.extend_from_slice(&info_hash);
         hello.extend_from_slice(peer_id);
-        stream.write_all(&hello).unwrap();
+        stream.write_all(&hello).ok()?;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         let mut reply = [0u8; 68];
-        stream.read_exact(&mut reply).expect("the peer's handshake");
+        stream.read_exact(&mut reply).ok()?;
         assert_eq!(&reply[1..20], b"BitTorrent protocol");
         assert_eq!(
             reply[28..48],
             info_hash,
             "the peer answers for the same torrent"
         );
-        Wire {
+        Some(Wire {
             stream,
             buf: Vec::new(),
-        }
+        })
     }
 
     pub fn send(&mut self, id: u8, payload: &[u8]) {
