@@ -84,7 +84,8 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         listen: Some(listen),
         dht: settings.dht,
         lsd: settings.lsd,
-        trackers: trackers(&settings.trackers, indexes.as_deref().unwrap_or_default()),
+        // The indexes' trackers are set per directory below, so that dropped ones go.
+        trackers: settings.trackers.clone(),
         upload_bps,
         download_bps: None,
         peer_limit: args.peer_limit,
@@ -112,25 +113,26 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         let mut proven = Proven::load(&settings.state_dir, &label);
         let mut save_failed = false;
         let mut flush = tokio::time::interval(rescan_every.min(STATS_FLUSH));
-        let mut announced = config.trackers.clone();
+        let mut announced: Option<Vec<String>> = None;
         'run: loop {
-            // A tracker added to an index since the last scan: every torrent is added again
-            // with it (the proven-files record spares the hashing), as librqbit cannot add an
-            // announce URL to a live torrent.
+            // A tracker added to an index since the last scan, or dropped from every index:
+            // each torrent is added again with the trackers as they are now (the proven-files
+            // record spares the hashing), as librqbit cannot change a live torrent's announce
+            // URLs.
             let published = indexes.take().unwrap_or_else(|| published(&catalog));
-            let now = trackers(&settings.trackers, &published);
-            let added: Vec<&String> = now.iter().filter(|t| !announced.contains(t)).collect();
-            if !added.is_empty() {
-                say(&format!(
-                    ":: new trackers in the index: {}; announcing every file there",
-                    added.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
-                ));
-                swarm.add_trackers(&now);
+            for (dir, indexes) in &published {
+                swarm.set_published_trackers(&dir.to_string_lossy(), &index_trackers(indexes));
+            }
+            let now = swarm.trackers();
+            if let Some(before) = &announced
+                && let Some(change) = tracker_change(before, &now)
+            {
+                say(&format!(":: {change}; announcing every file again"));
                 for (_, s) in seeded.drain() {
                     swarm.forget(&s.handle, false).await;
                 }
-                announced = now;
             }
+            announced = Some(now);
             match wanted(&catalog, published) {
                 Ok(wanted) => {
                     rescan(&swarm, wanted, &mut seeded, &mut rejected, &mut proven).await;
@@ -181,18 +183,34 @@ fn published(catalog: &Catalog) -> Vec<(PathBuf, Vec<Index>)> {
     }
 }
 
-/// Where the seeder announces: pactor.conf's `Tracker =` lines and the published indexes'
-/// trackers.
-fn trackers(configured: &[String], published: &[(PathBuf, Vec<Index>)]) -> Vec<String> {
-    let mut trackers = configured.to_vec();
-    for (_, indexes) in published {
-        for index in indexes {
-            trackers.extend(index.trackers.iter().cloned());
-        }
-    }
+/// The trackers a directory's indexes publish.
+fn index_trackers(indexes: &[Index]) -> Vec<String> {
+    let mut trackers: Vec<String> = indexes
+        .iter()
+        .flat_map(|index| index.trackers.iter().cloned())
+        .collect();
     trackers.sort();
     trackers.dedup();
     trackers
+}
+
+/// What changed between two lists of trackers, said for the log; `None` if nothing did.
+fn tracker_change(before: &[String], now: &[String]) -> Option<String> {
+    let missing = |from: &[String], of: &[String]| -> Vec<String> {
+        from.iter().filter(|t| !of.contains(t)).cloned().collect()
+    };
+    let (added, dropped) = (missing(now, before), missing(before, now));
+    let mut said = Vec::new();
+    if !added.is_empty() {
+        said.push(format!("new trackers in the index: {}", added.join(", ")));
+    }
+    if !dropped.is_empty() {
+        said.push(format!(
+            "trackers gone from the index: {}",
+            dropped.join(", ")
+        ));
+    }
+    (!said.is_empty()).then(|| said.join("; "))
 }
 
 /// The files the catalog allows, by name; for published directories, those their indexes
@@ -364,4 +382,31 @@ async fn rescan(
 fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_change_of_trackers_says_what_came_and_what_went() {
+        let (a, b, c) = (
+            "http://a/announce",
+            "http://b/announce",
+            "http://c/announce",
+        );
+        assert_eq!(tracker_change(&urls(&[a, b]), &urls(&[b, a])), None);
+        assert_eq!(
+            tracker_change(&urls(&[a]), &urls(&[a, b])).unwrap(),
+            format!("new trackers in the index: {b}")
+        );
+        assert_eq!(
+            tracker_change(&urls(&[a, b]), &urls(&[b, c])).unwrap(),
+            format!("new trackers in the index: {c}; trackers gone from the index: {a}")
+        );
+    }
 }

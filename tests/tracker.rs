@@ -267,6 +267,47 @@ fn a_tracker_added_to_the_index_reaches_a_running_seeder() {
 }
 
 #[test]
+fn a_tracker_dropped_from_the_index_is_no_longer_announced_to() {
+    let pkgs = [Pkg::new("foo", "1.0-1").payload(300_000)];
+    let b = tracker_bed(&pkgs);
+    let conf = b.tmp.path().join("empty.conf");
+    // A second tracker that logs every announce and asks for the next one a second later.
+    let dir = b.tmp.path().join("eager");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("announce"), b"d8:intervali1e5:peers0:e").unwrap();
+    let eager = Mirror::start(&dir);
+    let eager_url = format!("{}/announce", eager.url());
+    let announces = || {
+        eager
+            .requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/announce?"))
+            .count()
+    };
+    publish(&b.dir, &[&b.announce, &eager_url]);
+    let (seeder, _) = seeder(&b.dir, &conf, None, 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while announces() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the seeder never announced twice"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The operator drops it from the index; told by SIGHUP, the seeder stops announcing there
+    // (while it announces to the tracker that stays).
+    publish(&b.dir, &[&b.announce]);
+    seeder.signal(libc::SIGHUP);
+    seeder.wait_for(|l| l.contains("trackers gone from the index") && l.contains(&eager_url));
+    seeder.wait_seeding(1);
+    std::thread::sleep(Duration::from_millis(500));
+    eager.clear_log();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(announces(), 0, "announced to a tracker the index dropped");
+    wait_tracked(&b.announce, &b.dir, &[pkgs[0].filename()], 1);
+}
+
+#[test]
 fn a_seeder_killed_mid_transfer_is_replaced_by_the_other_then_by_the_mirror() {
     let pkgs = [Pkg::new("big", "1.0-1").payload(4_000_000)];
     let b = tracker_bed(&pkgs);

@@ -287,8 +287,9 @@ impl RepoDb {
             &indexes::index_dir(&self.dir),
         )
         .remove(&self.repo);
-        if let (Some(index), Some(swarm)) = (&index, &server.swarm) {
-            swarm.add_trackers(&index.trackers);
+        if let Some(swarm) = &server.swarm {
+            let published = index.as_ref().map(|i| i.trackers.as_slice());
+            swarm.set_published_trackers(&self.repo, published.unwrap_or_default());
         }
         let last_modified = std::fs::metadata(self.db_file())
             .and_then(|m| m.modified())

@@ -5,7 +5,7 @@
 
 mod storage;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -59,6 +59,28 @@ impl Default for SwarmConfig {
 
 pub type Handle = Arc<ManagedTorrent>;
 
+/// The announce URLs of a session: pactor.conf's, and those each torrent index publishes now.
+struct Trackers {
+    configured: Vec<String>,
+    published: BTreeMap<String, Vec<String>>,
+}
+
+impl Trackers {
+    fn all(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        for tracker in self
+            .configured
+            .iter()
+            .chain(self.published.values().flatten())
+        {
+            if !all.contains(tracker) {
+                all.push(tracker.clone());
+            }
+        }
+        all
+    }
+}
+
 /// A file to fetch from the swarm, as the database and the index describe it.
 pub struct Target<'a> {
     pub name: &'a str,
@@ -71,9 +93,8 @@ pub struct Target<'a> {
 
 pub struct Swarm {
     session: Arc<Session>,
-    /// Announce URLs put into every torrent added from now on; `pactor serve` learns more as
-    /// it reads repos' torrent indexes.
-    trackers: Mutex<Vec<String>>,
+    /// Announce URLs put into every torrent added from now on.
+    trackers: Mutex<Trackers>,
     /// The seal of each torrent leeched, by infohash, until it is forgotten.
     seals: Mutex<HashMap<[u8; 20], Seal>>,
     /// Seeded torrents are super-seeded (`pactor seed --super-seed`).
@@ -91,25 +112,32 @@ impl Swarm {
             .context("could not start the BitTorrent session")?;
         Ok(Swarm {
             session,
-            trackers: Mutex::new(config.trackers.clone()),
+            trackers: Mutex::new(Trackers {
+                configured: config.trackers.clone(),
+                published: BTreeMap::new(),
+            }),
             seals: Mutex::default(),
             super_seed: config.super_seed,
             outgoing_peers: config.outgoing_peers,
         })
     }
 
-    /// Adds announce URLs (a torrent index's) for torrents added from now on.
-    pub fn add_trackers(&self, more: &[String]) {
-        let mut trackers = self.trackers.lock().expect("no poisoning");
-        for tracker in more {
-            if !trackers.contains(tracker) {
-                trackers.push(tracker.clone());
-            }
+    /// Sets the announce URLs that `source` (a repo's torrent index, a published directory's
+    /// indexes) publishes now, replacing what it published before: torrents added from now on
+    /// announce to them, and no longer to a tracker every source dropped.
+    pub fn set_published_trackers(&self, source: &str, trackers: &[String]) {
+        let mut all = self.trackers.lock().expect("no poisoning");
+        if trackers.is_empty() {
+            all.published.remove(source);
+        } else {
+            all.published.insert(source.to_owned(), trackers.to_vec());
         }
     }
 
-    fn trackers(&self) -> Vec<String> {
-        self.trackers.lock().expect("no poisoning").clone()
+    /// Where a torrent added now announces: the configured trackers, then the published
+    /// ones, each once.
+    pub fn trackers(&self) -> Vec<String> {
+        self.trackers.lock().expect("no poisoning").all()
     }
 
     /// Seeds `dir/<info.name>` read-only, whose bytes the caller proved to match `info`. Returns
@@ -246,13 +274,11 @@ impl Swarm {
 }
 
 /// librqbit's session options for `config`. librqbit turns DHT (with public bootstrap nodes) and
-/// LSD (multicast) on by default; here each is on only when configured, UPnP never.
+/// LSD (multicast) on by default; here each is on only when configured, UPnP never. Trackers
+/// go into each torrent as it is added ([`Swarm::trackers`]), not into these options: librqbit
+/// adds the session's trackers to every torrent for the session's life, so a tracker an index
+/// dropped would be announced to until a restart.
 fn session_options(config: &SwarmConfig) -> SessionOptions {
-    let trackers = config
-        .trackers
-        .iter()
-        .filter_map(|t| t.parse().ok())
-        .collect();
     SessionOptions {
         dht: if config.dht {
             Some(Default::default())
@@ -274,7 +300,6 @@ fn session_options(config: &SwarmConfig) -> SessionOptions {
             upload_bps: config.upload_bps.and_then(NonZeroU32::new),
             download_bps: config.download_bps.and_then(NonZeroU32::new),
         },
-        trackers,
         peer_limit: config.peer_limit,
         // Package files are read and written in 16 KiB chunks, almost always through the
         // page cache: inline I/O is several times faster than a thread hop per chunk.
@@ -297,6 +322,27 @@ fn urlencode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trackers_are_the_configured_then_the_published_each_once_and_a_source_replaces_its_own() {
+        let mut trackers = Trackers {
+            configured: vec!["udp://conf:1".into()],
+            published: BTreeMap::new(),
+        };
+        trackers.published.insert(
+            "core".into(),
+            vec!["http://x/a".into(), "udp://conf:1".into()],
+        );
+        trackers
+            .published
+            .insert("extra".into(), vec!["http://x/a".into()]);
+        assert_eq!(trackers.all(), ["udp://conf:1", "http://x/a"]);
+        trackers
+            .published
+            .insert("core".into(), vec!["http://y/a".into()]);
+        trackers.published.remove("extra");
+        assert_eq!(trackers.all(), ["udp://conf:1", "http://y/a"]);
+    }
 
     #[test]
     fn the_session_reaches_nothing_but_what_is_configured() {
