@@ -1,15 +1,15 @@
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
+// pactor: the largest torrent whose setup I/O runs inline (see small_torrent_io): hashing it
+// whole takes under a millisecond.
+const INLINE_TORRENT_IO: u64 = 1024 * 1024;
+
 /// A tool to limit the number of blocking threads used concurrently to prevent
 /// runtime starvation.
 ///
 /// Also shortcuts for single-threaded tokio runtime to simply call the function, unlike
 /// "tokio::task::block_in_place" which would panic.
-// pactor: the largest torrent whose setup I/O runs inline (see small_torrent_io): hashing it
-// whole takes under a millisecond.
-const INLINE_TORRENT_IO: u64 = 1024 * 1024;
-
 #[derive(Clone, Debug)]
 pub struct BlockingSpawner {
     allow_block_in_place: bool,
@@ -58,7 +58,7 @@ impl BlockingSpawner {
     // file of a few pieces, and a pactor run adds one torrent per package. Larger torrents
     // still go through block_in_place: their initial check may hash the whole file.
     pub async fn small_torrent_io<F: FnOnce() -> R, R>(&self, torrent_bytes: u64, f: F) -> R {
-        if self.inline_chunk_io && torrent_bytes <= INLINE_TORRENT_IO {
+        if self.torrent_io_inline(torrent_bytes) {
             return f();
         }
         self.block_in_place_with_semaphore(f).await
@@ -66,10 +66,15 @@ impl BlockingSpawner {
 
     // pactor: the same for a caller that cannot await.
     pub fn small_torrent_io_sync<F: FnOnce() -> R, R>(&self, torrent_bytes: u64, f: F) -> R {
-        if self.inline_chunk_io && torrent_bytes <= INLINE_TORRENT_IO {
+        if self.torrent_io_inline(torrent_bytes) {
             return f();
         }
         self.block_in_place(f)
+    }
+
+    // pactor: whether a torrent of this size does its setup I/O inline.
+    fn torrent_io_inline(&self, torrent_bytes: u64) -> bool {
+        self.inline_chunk_io && torrent_bytes <= INLINE_TORRENT_IO
     }
 
     /// Only call this if you can't call the async function block_in_place_with_semaphore
