@@ -323,20 +323,13 @@ fn a_download_user_that_does_not_exist_is_an_error_and_nothing_changes() {
 #[test]
 fn a_download_process_that_dies_fails_the_run_and_installs_nothing() {
     let b = bed(Some("alpm"));
-    let mut child = start_slow(&b, &["-Sy", "--noconfirm", "foo"]);
+    let child = start_slow(&b, &["-Sy", "--noconfirm", "foo"]);
     let pid = download_process(&b);
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: kill(2) on the download process this test found.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    let (code, stderr) = stderr_then_code(child);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("error: the download process ended unexpectedly"),
         "{stderr}"
@@ -385,6 +378,11 @@ fn exit_within(mut child: Child, limit: Duration) -> Option<(Option<i32>, String
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    Some(stderr_then_code(child))
+}
+
+/// All that `child` writes to its (piped) stderr until it closes it, then its exit code.
+fn stderr_then_code(mut child: Child) -> (Option<i32>, String) {
     let mut stderr = String::new();
     child
         .stderr
@@ -392,7 +390,7 @@ fn exit_within(mut child: Child, limit: Duration) -> Option<(Option<i32>, String
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
-    Some((child.wait().unwrap().code(), stderr))
+    (child.wait().unwrap().code(), stderr)
 }
 
 #[test]
