@@ -98,10 +98,15 @@ pub enum Fetched {
 pub async fn fetch(http: &Http, urls: &[String]) -> Fetched {
     // A 404 from any server that works means "no index here"; only errors everywhere leave
     // the question open.
+    // A server that answers something other than an index (a captive portal's page, a
+    // truncated file) is passed over like one that is down.
     let mut published_nothing = false;
     for url in urls {
         match http.get_small(url, index::MAX_INDEX_BYTES).await {
-            Ok(Some(bytes)) => return Fetched::Index(bytes),
+            Ok(Some(bytes)) => match Index::parse(&bytes) {
+                Ok(_) => return Fetched::Index(bytes),
+                Err(e) => tracing::info!("{url}: not a torrent index: {e}"),
+            },
             Ok(None) => published_nothing = true,
             Err(e) => tracing::info!("{url}: {e}"),
         }
@@ -116,7 +121,15 @@ pub async fn fetch(http: &Http, urls: &[String]) -> Fetched {
 /// Keeps what was fetched for `stale` (in the root process).
 pub fn record(dir: &Path, stale: &Stale, fetched: Fetched) {
     match fetched {
-        Fetched::Index(bytes) => save(dir, &stale.local, &bytes, &stale.repo),
+        // The bytes come from the download process, which the root process does not trust:
+        // what does not parse never replaces the copy kept from before.
+        Fetched::Index(bytes) => match Index::parse(&bytes) {
+            Ok(_) => save(dir, &stale.local, &bytes, &stale.repo),
+            Err(e) => ui::warning(&format!(
+                "the torrent index of {} that was downloaded is not valid ({e}); keeping the one from before",
+                stale.repo
+            )),
+        },
         Fetched::Nothing => {
             // An empty file remembers the answer until the database changes, so a repo
             // without an index costs no request in a run with nothing to download.
@@ -201,4 +214,37 @@ pub fn load(repos: &[RepoSource], dir: &Path) -> HashMap<String, Index> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stale(dir: &Path) -> Stale {
+        Stale {
+            repo: "core".into(),
+            local: dir.join("core.torrents"),
+            urls: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn what_the_download_process_sends_replaces_the_index_only_if_it_parses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let stale = stale(tmp.path());
+        let good = Index {
+            repo: "core".into(),
+            trackers: vec!["http://127.0.0.1:1/announce".into()],
+            ..Index::default()
+        }
+        .to_bytes();
+        record(tmp.path(), &stale, Fetched::Index(good.clone()));
+        assert_eq!(std::fs::read(&stale.local).unwrap(), good);
+        record(tmp.path(), &stale, Fetched::Index(b"<html>".to_vec()));
+        assert_eq!(std::fs::read(&stale.local).unwrap(), good);
+        record(tmp.path(), &stale, Fetched::Failed);
+        assert_eq!(std::fs::read(&stale.local).unwrap(), good);
+        record(tmp.path(), &stale, Fetched::Nothing);
+        assert_eq!(std::fs::read(&stale.local).unwrap(), b"");
+    }
 }

@@ -172,6 +172,73 @@ fn index_entries_with_paths_other_names_or_wrong_sizes_send_the_file_to_http() {
 }
 
 #[test]
+fn an_index_source_answering_garbage_is_passed_over_and_never_replaces_a_good_index() {
+    let b = bed();
+    let (foo, bar) = (pkgs()[0].filename(), pkgs()[1].filename());
+    // The first source answers 200 with a page that is not an index (a captive portal); the
+    // second is the mirror, which has the true one.
+    std::fs::write(
+        b.tmp.path().join("crafted/core.torrents"),
+        b"<html>Please log in</html>",
+    )
+    .unwrap();
+    let env = TestEnv::builder().repo("core", &[b.mirror.url()]).build();
+    let garbage_first = format!(
+        "[options]\nStallTimeout = 3\nPeer = 127.0.0.1:{}\nTorrentIndex = {}/$repo.torrents\nTorrentIndex = {}/$repo.torrents\n",
+        b.seeder.port,
+        b.index_mirror.url(),
+        b.mirror.url()
+    );
+    env.write_pactor_conf(&garbage_first);
+    let kept = env.db_dir().join("pactor/core.torrents");
+    let out = run(env.pactor(&["-Syw", "--noconfirm", "foo"]));
+    out.assert_ok();
+    assert_eq!(b.index_mirror.count("core.torrents"), 1, "{}", out.stderr);
+    assert_eq!(b.mirror.count("core.torrents"), 1, "{}", out.stderr);
+    assert_eq!(
+        b.mirror.count(&foo),
+        0,
+        "foo from the seeder\n{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        std::fs::read(b.dir.join("core.torrents")).unwrap()
+    );
+
+    // Only the garbage source left, and a refresh forced: the index from before stays, with
+    // a warning, and still sends bar to the seeder.
+    env.write_pactor_conf(&format!(
+        "[options]\nStallTimeout = 3\nPeer = 127.0.0.1:{}\nTorrentIndex = {}/$repo.torrents\n",
+        b.seeder.port,
+        b.index_mirror.url()
+    ));
+    let out = run(env.pactor(&["-Syyw", "--noconfirm", "bar"]));
+    out.assert_ok();
+    assert_eq!(b.index_mirror.count("core.torrents"), 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("warning: could not download the torrent index of core"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        std::fs::read(b.dir.join("core.torrents")).unwrap()
+    );
+    assert_eq!(
+        b.mirror.count(&bar),
+        0,
+        "bar from the seeder\n{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read(env.cache_dir().join(&bar)).unwrap(),
+        b.bytes(&pkgs()[1])
+    );
+}
+
+#[test]
 fn a_peer_offering_a_torrent_that_is_not_the_files_canonical_one_is_refused() {
     let b = bed();
     let foo_pkg = &pkgs()[0];
