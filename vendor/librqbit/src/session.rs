@@ -1436,10 +1436,10 @@ impl Session {
                 minfo.clone(),
                 metadata.clone(),
                 only_files.clone(),
-                self.spawner.small_torrent_io_sync(
-                    metadata.lengths().total_length(),
-                    || minfo.storage_factory.create_and_init(&minfo, &metadata),
-                )?,
+                self.spawner
+                    .small_torrent_io_sync(metadata.lengths().total_length(), || {
+                        minfo.storage_factory.create_and_init(&minfo, &metadata)
+                    })?,
                 false,
             ));
             let handle = Arc::new(ManagedTorrent {

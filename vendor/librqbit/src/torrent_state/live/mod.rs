@@ -364,8 +364,12 @@ impl TorrentStateLive {
                         // wake-ups a second each (a lock, the peers' stats) added up.
                         let finished = remaining == 0;
                         drop(state);
-                        tokio::time::sleep(Duration::from_millis(if finished { 1000 } else { 100 }))
-                            .await;
+                        tokio::time::sleep(Duration::from_millis(if finished {
+                            1000
+                        } else {
+                            100
+                        }))
+                        .await;
                     }
                 }
             },
@@ -739,7 +743,10 @@ impl TorrentStateLive {
                 Some(slots) => Some(slots.clone().acquire_owned().await?),
                 None => None,
             };
-            let permit = (state.peer_semaphore.clone().acquire_owned().await?, outgoing);
+            let permit = (
+                state.peer_semaphore.clone().acquire_owned().await?,
+                outgoing,
+            );
             state.spawn(
                 debug_span!(parent: state.shared.span.clone(), "manage_peer", peer = ?addr),
                 format!("[{}][addr={addr}]manage_peer", state.shared.id),
@@ -1720,15 +1727,15 @@ impl PeerHandler {
         // hears every other client's Haves, most of them for pieces it has or is fetching.
         let wanted = first_news
             || self
-            .state
-            .lengths
-            .validate_piece_index(have)
-            .is_some_and(|piece| {
-                self.state
-                    .lock_read("on_have")
-                    .get_chunks()
-                    .is_ok_and(|chunks| chunks.is_piece_queued(piece))
-            });
+                .state
+                .lengths
+                .validate_piece_index(have)
+                .is_some_and(|piece| {
+                    self.state
+                        .lock_read("on_have")
+                        .get_chunks()
+                        .is_ok_and(|chunks| chunks.is_piece_queued(piece))
+                });
         if wanted {
             self.on_bitfield_notify.notify_waiters();
         }
@@ -2019,7 +2026,6 @@ impl PeerHandler {
             piece: &Piece<ByteBuf<'_>>,
             chunk_info: &ChunkInfo,
         ) -> anyhow::Result<Option<Duration>> {
-
             // If someone stole the piece by now, ignore it.
             // However if they didn't, don't let them steal it while we are writing.
             // So that by the time we are done writing AND if it was the last piece,

@@ -17,13 +17,13 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 use peer_binary_protocol::Message;
+use tokio::sync::Notify;
 
 use super::{TorrentStateLive, make_piece_bitfield, peer::LivePeerState};
-use crate::type_aliases::PeerHandle;
-use crate::type_aliases::BF;
 use crate::peer_connection::WriterRequest;
+use crate::type_aliases::BF;
+use crate::type_aliases::PeerHandle;
 use librqbit_core::lengths::ChunkInfo;
 
 /// Bytes of offered pieces a peer may hold outstanding: enough to keep one client's pipe full
@@ -166,8 +166,7 @@ impl TorrentStateLive {
                 availability.get(p).copied().unwrap_or(0) == 0
                     && offers.at[p].is_none_or(|at| now - at >= STALE_OFFER)
             };
-            let starving =
-                outstanding == 0 && peer.last_gain.elapsed() >= STARVING;
+            let starving = outstanding == 0 && peer.last_gain.elapsed() >= STARVING;
             let mut chosen = Vec::new();
             for p in order.clone() {
                 if room == 0 {
@@ -198,9 +197,7 @@ impl TorrentStateLive {
                 peer.offered.set(p, true);
                 offers.at[p] = Some(now);
                 let index = u32::try_from(p).expect("piece index fits a u32");
-                let _ = live
-                    .tx
-                    .send(WriterRequest::Message(Message::Have(index)));
+                let _ = live.tx.send(WriterRequest::Message(Message::Have(index)));
             }
         });
     }
