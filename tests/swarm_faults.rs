@@ -129,6 +129,37 @@ fn peers_that_withhold_or_send_garbage_cannot_stop_the_download() {
 }
 
 #[test]
+fn peers_that_are_gone_do_not_hold_up_the_one_that_answers() {
+    // A fleet's tracker goes on listing machines that announced themselves and were then
+    // switched off (a CI farm's, after each job). Connecting to one goes unanswered until a
+    // timeout; the run must still reach the live seeder well within its stall timeout, not
+    // wait on the gone ones while the mirror sends the file.
+    //
+    // Small enough that the index carries its torrent whole: the run asks no peer for the
+    // metadata (which would try every peer at once) and goes straight to its outgoing slots.
+    let b = bed_with(&Pkg::new("big", "1.0-1").payload(150_000));
+    let seeder = b.seeder();
+    // pactor tries peers in the order of their addresses as text: these ports, below the
+    // seeder's and as many digits long, put every gone peer first.
+    let digits = |port: u16| port.to_string().len();
+    let gone: Vec<Unanswering> = (1..seeder.port)
+        .rev()
+        .take_while(|&port| digits(port) == digits(seeder.port))
+        .filter_map(|port| Unanswering::at(port).ok())
+        .take(6)
+        .collect();
+    assert_eq!(gone.len(), 6, "free ports below {}", seeder.port);
+    // Later lines win: twice install()'s stall timeout, for a margin on a loaded machine.
+    let mut conf = String::from("StallTimeout = 4\n");
+    for peer in &gone {
+        conf.push_str(&format!("Peer = 127.0.0.1:{}\n", peer.port));
+    }
+    conf.push_str(&format!("Peer = 127.0.0.1:{}\n", seeder.port));
+    let from_mirror = b.install(&conf, "six gone peers, then a seeder");
+    assert_eq!(from_mirror, 0, "the seeder sent it all, the mirror nothing");
+}
+
+#[test]
 fn a_tracker_that_is_down_or_answers_garbage_costs_nothing_but_itself() {
     let b = bed();
     let seeder = b.seeder();

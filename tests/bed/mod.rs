@@ -17,7 +17,7 @@ pub use env::{
     run, run_with_stdin, uid_of, write_pactor_conf,
 };
 pub use mirror::{Fault, Mirror, Request};
-pub use peer::{BadPeer, Behaviour};
+pub use peer::{BadPeer, Behaviour, Unanswering};
 pub use pkg::Pkg;
 pub use repo::{Gpg, Repo};
 pub use seeder::{SeedProcess, free_port};

@@ -233,3 +233,63 @@ fn bencode_int(bytes: &[u8], key: &[u8]) -> Option<u64> {
     let end = bytes[at..].iter().position(|b| *b == b'e')? + at;
     std::str::from_utf8(&bytes[at..end]).ok()?.parse().ok()
 }
+
+/// An address whose connection attempts go unanswered, as a peer that is gone (a machine
+/// switched off after announcing itself) looks from afar: a socket listening with a backlog of
+/// none, filled by one connection nobody accepts, so the kernel drops every later SYN and the
+/// connecting side waits out its timeout.
+pub struct Unanswering {
+    pub port: u16,
+    _listener: std::os::fd::OwnedFd,
+    _filler: TcpStream,
+}
+
+impl Unanswering {
+    /// On 127.0.0.1:`port` (any free port for 0); an error if the port is taken.
+    pub fn at(port: u16) -> std::io::Result<Unanswering> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: plain socket calls on a descriptor this function owns from its creation.
+        let listener = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            OwnedFd::from_raw_fd(fd)
+        };
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let mut bound = addr;
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: `addr` and `bound` are sockaddr_in values of the length given.
+        unsafe {
+            let fd = listener.as_raw_fd();
+            let sa = &addr as *const libc::sockaddr_in as *const libc::sockaddr;
+            if libc::bind(fd, sa, len) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            assert_eq!(libc::listen(fd, 0), 0, "listen");
+            let out = &mut bound as *mut libc::sockaddr_in as *mut libc::sockaddr;
+            assert_eq!(libc::getsockname(fd, out, &mut len), 0, "getsockname");
+        }
+        let port = u16::from_be(bound.sin_port);
+        let filler = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // The queue is full now: a further attempt must not connect.
+        assert!(
+            TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_millis(300)
+            )
+            .is_err(),
+            "the unanswering address answered"
+        );
+        Ok(Unanswering {
+            port,
+            _listener: listener,
+            _filler: filler,
+        })
+    }
+}

@@ -666,9 +666,37 @@ impl TorrentStateLive {
             .counters
             .outgoing_connection_attempts
             .fetch_add(1, Ordering::Relaxed);
+        // pactor: a peer whose TCP connection is not up within OUTGOING_SLOT_PATIENCE gives its
+        // outgoing slot to the next one, and may still connect, over the limit, until its
+        // connect timeout. A tracker lists peers that are gone (machines switched off after
+        // announcing); their connection attempts go unanswered, and holding a slot each for the
+        // whole timeout kept the peers that answer waiting while the mirror got the file. The
+        // kernel completes TCP's handshake, so a peer that is merely busy keeps its slot.
+        let outgoing_slot = Mutex::new(permit.1);
+        let connected_before = handler
+            .counters
+            .outgoing_connections
+            .load(Ordering::Relaxed);
+        let patience = async {
+            if outgoing_slot.lock().is_some() {
+                tokio::time::sleep(OUTGOING_SLOT_PATIENCE).await;
+                let connected = handler
+                    .counters
+                    .outgoing_connections
+                    .load(Ordering::Relaxed);
+                if connected == connected_before {
+                    debug!(
+                        "not connected within {OUTGOING_SLOT_PATIENCE:?}: the slot goes to the next peer"
+                    );
+                    drop(outgoing_slot.lock().take());
+                }
+            }
+            std::future::pending::<()>().await
+        };
         let res = tokio::select! {
             r = requester => {r}
             r = conn_manager => {r}
+            () = patience => unreachable!("patience never ends"),
         };
 
         match res {
@@ -681,7 +709,7 @@ impl TorrentStateLive {
                 handler.on_peer_died(Some(e))?;
             }
         }
-        drop(permit);
+        drop((permit.0, outgoing_slot));
         Ok(())
     }
 
@@ -1139,6 +1167,11 @@ impl PeerFlowControl {
 // This state tracks a live peer.
 // pactor: pieces up to this size are checked on the connection's task (see on_received_piece).
 const INLINE_PIECE_CHECK: u64 = 128 * 1024;
+
+/// pactor: how long an outgoing connection attempt holds its slot (`outgoing_peer_limit`)
+/// before it is connected. A peer that is there answers a SYN within a round trip; one second
+/// also covers a first SYN lost on the way.
+const OUTGOING_SLOT_PATIENCE: Duration = Duration::from_secs(1);
 
 struct PeerHandler {
     state: Arc<TorrentStateLive>,
