@@ -4,13 +4,16 @@
 //! package and group names come from the databases, as pacman's completion offers them: the
 //! sync ones for `-S`, the local one for the operations pactor hands to pacman (`-R`, `-Q`).
 //!
+//! The operations pactor hands to pacman complete pacman's own options for that operation
+//! ([`pacman_command`]): `pactor -R --c<Tab>` offers `--cascade`, never pactor's sync options.
+//!
 //! The scripts and the binary ship in the same package, which is what keeps the (unstable)
 //! protocol between them in step.
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
-use clap_complete::engine::{CompletionCandidate, ValueCompleter};
+use clap_complete::engine::{ArgValueCompleter, CompletionCandidate, ValueCompleter};
 use clap_complete::env::{Bash, EnvCompleter, Fish, Zsh};
 
 use crate::cli::{self, Generate};
@@ -23,10 +26,128 @@ const VAR: &str = "PACTOR_COMPLETE";
 /// Answers a completion request (`PACTOR_COMPLETE=bash pactor -- …`) and exits; returns
 /// otherwise.
 pub fn handle_request() {
-    clap_complete::CompleteEnv::with_factory(cli::command)
+    clap_complete::CompleteEnv::with_factory(command_for_line)
         .var(VAR)
         .completer("pactor")
         .complete();
+}
+
+/// The command line the line being completed is written in: pactor's own for `-S` (and
+/// before any operation), pacman's for an operation pactor passes to it.
+fn command_for_line() -> clap::Command {
+    let op = operation(&completed_words());
+    match OPERATIONS.iter().find(|(letter, ..)| *letter == op) {
+        Some(&operation) => pacman_command(operation),
+        None => cli::command(),
+    }
+}
+
+/// pacman's operations other than `-S`: letter, long name, what it does.
+const OPERATIONS: [(char, &str, &str); 6] = [
+    ('R', "remove", "Remove packages from the system"),
+    ('Q', "query", "Query the package database"),
+    ('U', "upgrade", "Install or upgrade packages from files"),
+    ('D', "database", "Modify the package database"),
+    ('F', "files", "Query the files database"),
+    ('T', "deptest", "Check dependencies"),
+];
+
+/// pacman's options, from pacman(8) of pacman 7.1: short letter, long name, value (`""`: a
+/// flag), the operations it belongs to (`*`: all of them) and its help.
+#[rustfmt::skip]
+const PACMAN_OPTIONS: &[[&str; 5]] = &[
+    ["b", "dbpath", "PATH", "*", "Set an alternate database location"],
+    ["r", "root", "PATH", "*", "Set an alternate installation root"],
+    ["v", "verbose", "", "*", "Be verbose"],
+    ["", "arch", "ARCH", "*", "Set an alternate architecture"],
+    ["", "cachedir", "DIR", "*", "Set an alternate package cache location"],
+    ["", "color", "WHEN", "*", "Colorize the output"],
+    ["", "config", "PATH", "*", "Set an alternate configuration file"],
+    ["", "debug", "", "*", "Display debug messages"],
+    ["", "gpgdir", "PATH", "*", "Set an alternate home directory for GnuPG"],
+    ["", "hookdir", "DIR", "*", "Set an alternate hook location"],
+    ["", "logfile", "PATH", "*", "Set an alternate log file"],
+    ["", "noconfirm", "", "*", "Do not ask for any confirmation"],
+    ["", "confirm", "", "*", "Always ask for confirmation"],
+    ["", "disable-download-timeout", "", "*", "Use relaxed timeouts for downloads"],
+    ["", "sysroot", "DIR", "*", "Operate on a mounted guest system (root-only)"],
+    ["d", "nodeps", "", "RU", "Skip dependency version checks (-dd to skip all)"],
+    ["", "assume-installed", "PKG=VER", "RU", "Add a virtual package to satisfy dependencies"],
+    ["", "dbonly", "", "RU", "Only modify database entries, not package files"],
+    ["", "noprogressbar", "", "RU", "Do not show a progress bar when downloading files"],
+    ["", "noscriptlet", "", "RU", "Do not execute the install scriptlet if one exists"],
+    ["p", "print", "", "RU", "Print the targets instead of performing the operation"],
+    ["", "print-format", "FORMAT", "RU", "Specify how the targets should be printed"],
+    ["c", "cascade", "", "R", "Remove packages and all packages that depend on them"],
+    ["n", "nosave", "", "R", "Remove configuration files"],
+    ["s", "recursive", "", "R", "Remove unnecessary dependencies (-ss: explicit ones too)"],
+    ["u", "unneeded", "", "R", "Remove unneeded packages"],
+    ["", "asdeps", "", "UD", "Install packages as non-explicitly installed"],
+    ["", "asexplicit", "", "UD", "Install packages as explicitly installed"],
+    ["", "ignore", "PKG", "U", "Ignore a package upgrade (can be used more than once)"],
+    ["", "ignoregroup", "GRP", "U", "Ignore a group upgrade (can be used more than once)"],
+    ["", "needed", "", "U", "Do not reinstall up-to-date packages"],
+    ["", "overwrite", "GLOB", "U", "Overwrite conflicting files (can be used more than once)"],
+    ["c", "changelog", "", "Q", "View the changelog of a package"],
+    ["d", "deps", "", "Q", "List packages installed as dependencies"],
+    ["e", "explicit", "", "Q", "List packages explicitly installed"],
+    ["g", "groups", "", "Q", "View all members of a package group"],
+    ["i", "info", "", "Q", "View package information (-ii for backup files)"],
+    ["k", "check", "", "QD", "Check that package files exist (-kk for file properties)"],
+    ["l", "list", "", "QF", "List the files owned by the queried package"],
+    ["m", "foreign", "", "Q", "List installed packages not found in sync databases"],
+    ["n", "native", "", "Q", "List installed packages only found in sync databases"],
+    ["o", "owns", "", "Q", "Query the package that owns a file"],
+    ["p", "file", "", "Q", "Query a package file instead of the database"],
+    ["q", "quiet", "", "QDF", "Show less information"],
+    ["s", "search", "", "Q", "Search locally installed packages for matching strings"],
+    ["t", "unrequired", "", "Q", "List packages not required by any package (-tt: optional)"],
+    ["u", "upgrades", "", "Q", "List outdated packages"],
+    ["y", "refresh", "", "F", "Download fresh files databases (-yy to force)"],
+    ["x", "regex", "", "F", "Interpret each query as a regular expression"],
+    ["", "machinereadable", "", "F", "Produce machine-readable output"],
+];
+
+/// pacman's command line for one of [`OPERATIONS`], as far as completion needs it: the
+/// operation, its options and pacman's general ones, and targets completed as pacman's own
+/// completion does.
+fn pacman_command((op, long, about): (char, &'static str, &'static str)) -> clap::Command {
+    use clap::{Arg, ArgAction, ValueHint};
+    let mut cmd = clap::Command::new("pactor").disable_version_flag(true).arg(
+        Arg::new(long)
+            .short(op)
+            .long(long)
+            .help(about)
+            .action(ArgAction::Count)
+            .hide(true),
+    );
+    for &[short, name, value, ops, help] in PACMAN_OPTIONS {
+        if ops != "*" && !ops.contains(op) {
+            continue;
+        }
+        let mut arg = Arg::new(name).long(name).help(help);
+        if let Some(short) = short.chars().next() {
+            arg = arg.short(short);
+        }
+        arg = match value {
+            "" => arg.action(ArgAction::Count),
+            "PATH" => arg.value_name(value).value_hint(ValueHint::AnyPath),
+            "DIR" => arg.value_name(value).value_hint(ValueHint::DirPath),
+            "PKG" => arg.value_name(value).add(ArgValueCompleter::new(packages)),
+            "GRP" => arg.value_name(value).add(ArgValueCompleter::new(groups)),
+            _ => arg.value_name(value),
+        };
+        if !value.is_empty() {
+            arg = arg.action(ArgAction::Append);
+        }
+        cmd = cmd.arg(arg);
+    }
+    cmd.arg(
+        Arg::new("targets")
+            .value_name("TARGET")
+            .num_args(0..)
+            .add(ArgValueCompleter::new(targets)),
+    )
 }
 
 /// Writes the registration script for a shell (what `completions/` holds).
@@ -216,4 +337,17 @@ fn completed_words() -> Vec<OsString> {
         .skip_while(|a| a != "--")
         .skip(1)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_operations_command_is_well_formed() {
+        // clap's own checks: no short or long name twice within one operation's options.
+        for operation in OPERATIONS {
+            pacman_command(operation).debug_assert();
+        }
+    }
 }

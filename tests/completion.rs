@@ -200,6 +200,41 @@ fn zsh_completes_on_the_first_tab_of_an_autoloaded_function() {
 }
 
 #[test]
+fn other_operations_complete_pacmans_options_for_them() {
+    // pacman's options for the operation on the line, and pacman's general ones; never
+    // pactor's sync options, which pacman would refuse there.
+    assert_eq!(
+        bash(&["pactor", "-R", "--c"]),
+        [
+            "--cachedir",
+            "--cascade",
+            "--color",
+            "--config",
+            "--confirm"
+        ]
+    );
+    assert_eq!(bash(&["pactor", "-Rns", "--nee"]), Vec::<String>::new());
+    assert_eq!(bash(&["pactor", "-Q", "--for"]), ["--foreign"]);
+    assert_eq!(
+        bash(&["pactor", "--query", "--ch"]),
+        ["--changelog", "--check"]
+    );
+    assert_eq!(bash(&["pactor", "-U", "--ne"]), ["--needed"]);
+    assert_eq!(bash(&["pactor", "-F", "--mach"]), ["--machinereadable"]);
+    assert!(!bash(&["pactor", "-D", "-"]).contains(&"--disable-sandbox".to_owned()));
+    // -S stays pactor's own.
+    assert_eq!(bash(&["pactor", "-S", "--nee"]), ["--needed"]);
+    assert_eq!(bash(&["pactor", "-S", "--casc"]), Vec::<String>::new());
+    assert!(bash(&["pactor", "-Syu", "--disable-sa"]).contains(&"--disable-sandbox".to_owned()));
+    if let Some(found) = zsh("pactor -R --casc") {
+        assert_eq!(found, ["--cascade"]);
+    }
+    if let Some(found) = fish("pactor -Q --forei") {
+        assert_eq!(found, ["--foreign"]);
+    }
+}
+
+#[test]
 fn other_operations_complete_what_pacmans_completion_offers() {
     let b = bed();
     run(b.env.pacman(&["-S", "--noconfirm", "foo", "bar"])).assert_ok();
