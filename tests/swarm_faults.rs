@@ -139,24 +139,48 @@ fn peers_that_are_gone_do_not_hold_up_the_one_that_answers() {
     // metadata (which would try every peer at once) and goes straight to its outgoing slots.
     let b = bed_with(&Pkg::new("big", "1.0-1").payload(150_000));
     let seeder = b.seeder();
-    // pactor tries peers in the order of their addresses as text: these ports, below the
-    // seeder's and as many digits long, put every gone peer first.
+    let gone = gone_before(&seeder, 6);
+    // Later lines win: twice install()'s stall timeout, for a margin on a loaded machine.
+    let conf = format!("StallTimeout = 4\n{}", peer_lines(&gone, &seeder));
+    let from_mirror = b.install(&conf, "six gone peers, then a seeder");
+    assert_eq!(from_mirror, 0, "the seeder sent it all, the mirror nothing");
+}
+
+#[test]
+fn the_peer_that_sent_a_packages_metadata_is_the_first_asked_for_its_pieces() {
+    // A package whose torrent the index does not carry (more than 8 pieces): its metadata is
+    // asked of every listed peer at once, and the seeder, the one peer there, sends it. The
+    // pieces must then be asked of that seeder first, not of the gone peers ahead of it in
+    // whatever order librqbit kept them (a second each, at four at a time, outlasts the
+    // stall timeout).
+    let b = bed();
+    let seeder = b.seeder();
+    let gone = gone_before(&seeder, 40);
+    let from_mirror = b.install(&peer_lines(&gone, &seeder), "forty gone peers and a seeder");
+    assert_eq!(from_mirror, 0, "the seeder sent it all, the mirror nothing");
+}
+
+/// `count` addresses that never answer, listed before `seeder`: pactor tries peers in the order
+/// of their addresses as text, so their ports are below the seeder's and as many digits long.
+fn gone_before(seeder: &SeedProcess, count: usize) -> Vec<Unanswering> {
     let digits = |port: u16| port.to_string().len();
     let gone: Vec<Unanswering> = (1..seeder.port)
         .rev()
         .take_while(|&port| digits(port) == digits(seeder.port))
         .filter_map(|port| Unanswering::at(port).ok())
-        .take(6)
+        .take(count)
         .collect();
-    assert_eq!(gone.len(), 6, "free ports below {}", seeder.port);
-    // Later lines win: twice install()'s stall timeout, for a margin on a loaded machine.
-    let mut conf = String::from("StallTimeout = 4\n");
-    for peer in &gone {
-        conf.push_str(&format!("Peer = 127.0.0.1:{}\n", peer.port));
-    }
-    conf.push_str(&format!("Peer = 127.0.0.1:{}\n", seeder.port));
-    let from_mirror = b.install(&conf, "six gone peers, then a seeder");
-    assert_eq!(from_mirror, 0, "the seeder sent it all, the mirror nothing");
+    assert_eq!(gone.len(), count, "free ports below {}", seeder.port);
+    gone
+}
+
+/// `Peer =` lines for the gone peers, then the seeder.
+fn peer_lines(gone: &[Unanswering], seeder: &SeedProcess) -> String {
+    gone.iter()
+        .map(|peer| peer.port)
+        .chain([seeder.port])
+        .map(|port| format!("Peer = 127.0.0.1:{port}\n"))
+        .collect()
 }
 
 #[test]

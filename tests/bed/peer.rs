@@ -281,7 +281,7 @@ impl Unanswering {
         assert!(
             TcpStream::connect_timeout(
                 &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-                Duration::from_millis(300)
+                Duration::from_millis(50)
             )
             .is_err(),
             "the unanswering address answered"

@@ -20,6 +20,8 @@ pub enum ReadMetainfoResult<Rx> {
         info_bytes: ByteBufOwned,
         rx: Rx,
         seen: HashSet<SocketAddr>,
+        /// pactor: the peer that sent the metadata.
+        from: SocketAddr,
     },
     ChannelClosed {
         #[allow(dead_code)]
@@ -62,7 +64,7 @@ pub async fn read_metainfo_from_peer_receiver<A: Stream<Item = SocketAddr> + Unp
             .await
             .with_context(|| format!("error reading metainfo from {addr}"));
             drop(token);
-            ret
+            ret.map(|info| (addr, info))
         }
     };
 
@@ -83,7 +85,7 @@ pub async fn read_metainfo_from_peer_receiver<A: Stream<Item = SocketAddr> + Unp
         tokio::select! {
             done = unordered.next(), if !unordered.is_empty() => {
                 match done {
-                    Some(Ok((info, info_bytes))) => return ReadMetainfoResult::Found { info, info_bytes, seen, rx: addrs },
+                    Some(Ok((from, (info, info_bytes)))) => return ReadMetainfoResult::Found { info, info_bytes, seen, rx: addrs, from },
                     Some(Err(e)) => {
                         debug!("{:#}", e);
                     },

@@ -1711,6 +1711,7 @@ impl Session {
                 info_bytes,
                 rx,
                 seen,
+                from,
             } => {
                 trace!(?info, "received result from DHT");
                 let info = info.validate()?;
@@ -1721,8 +1722,14 @@ impl Session {
                         info_bytes.0,
                     )?,
                     peer_rx: rx,
+                    // pactor: the peer that sent the metadata first, so that it is the first
+                    // to be connected again; the others follow in the set's order, which
+                    // varies, and may be peers that never answered (gone machines a tracker
+                    // still lists), each holding an outgoing slot while it is tried.
                     seen_peers: {
-                        let seen = seen.into_iter().collect_vec();
+                        let seen = std::iter::once(from)
+                            .chain(seen.into_iter().filter(|peer| *peer != from))
+                            .collect_vec();
                         for peer in &seen {
                             trace!(?peer, "seen")
                         }
