@@ -1169,8 +1169,8 @@ impl PeerFlowControl {
 const INLINE_PIECE_CHECK: u64 = 128 * 1024;
 
 /// pactor: how long an outgoing connection attempt holds its slot (`outgoing_peer_limit`)
-/// before it is connected. A peer that is there answers a SYN within a round trip; one second
-/// also covers a first SYN lost on the way.
+/// before it is connected. A peer that is there answers a SYN within a round trip, far under a
+/// second; an attempt whose first SYN was lost (resent after a second) goes on without a slot.
 const OUTGOING_SLOT_PATIENCE: Duration = Duration::from_secs(1);
 
 struct PeerHandler {
