@@ -97,9 +97,8 @@ pub enum Fetched {
 /// Tries `urls` in order (in the download process).
 pub async fn fetch(http: &Http, urls: &[String]) -> Fetched {
     // A 404 from any server that works means "no index here"; only errors everywhere leave
-    // the question open.
-    // A server that answers something other than an index (a captive portal's page, a
-    // truncated file) is passed over like one that is down.
+    // the question open. A server that answers something other than an index (a captive
+    // portal's page, a truncated file) is passed over like one that is down.
     let mut published_nothing = false;
     for url in urls {
         match http.get_small(url, index::MAX_INDEX_BYTES).await {
