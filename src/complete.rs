@@ -200,24 +200,22 @@ pub fn targets(current: &OsStr) -> Vec<CompletionCandidate> {
 /// The operation letter of a pacman command line (`S` for `-Syu` or `--sync`); `S` when
 /// there is none yet, since that is what pactor itself runs.
 fn operation(words: &[OsString]) -> char {
-    const LONG: [(&str, char); 7] = [
-        ("--sync", 'S'),
-        ("--remove", 'R'),
-        ("--query", 'Q'),
-        ("--upgrade", 'U'),
-        ("--database", 'D'),
-        ("--files", 'F'),
-        ("--deptest", 'T'),
-    ];
+    let is_operation = |letter: char| letter == 'S' || OPERATIONS.iter().any(|op| op.0 == letter);
     for word in words.iter().skip(1).filter_map(|w| w.to_str()) {
         if word == "--" {
             break;
         }
-        if let Some(&(_, op)) = LONG.iter().find(|(long, _)| *long == word) {
+        if word == "--sync" {
+            return 'S';
+        }
+        if let Some(&(op, ..)) = OPERATIONS
+            .iter()
+            .find(|(_, long, _)| word.strip_prefix("--") == Some(*long))
+        {
             return op;
         }
         if let Some(letters) = word.strip_prefix('-').filter(|l| !l.starts_with('-'))
-            && let Some(op) = letters.chars().find(|c| "SRQUDFT".contains(*c))
+            && let Some(op) = letters.chars().find(|c| is_operation(*c))
         {
             return op;
         }
