@@ -333,11 +333,7 @@ fn respond(
                 match stream.read(&mut probe) {
                     Ok(0) => break,
                     Ok(_) => {}
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
+                    Err(e) if super::read_timed_out(&e) => {}
                     Err(_) => break,
                 }
             }

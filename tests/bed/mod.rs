@@ -23,3 +23,14 @@ pub use repo::{Gpg, Repo};
 pub use seeder::{SeedProcess, free_port};
 pub use tmpfs::Tmpfs;
 pub use wire::Wire;
+
+/// Whether a read on a socket with a read timeout ended without data or error: the timeout
+/// passed, or the process was stopped and continued (a VM paused, a CI job frozen), which
+/// interrupts such a read even with no signal handler installed (signal(7)).
+pub fn read_timed_out(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}

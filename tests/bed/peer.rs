@@ -216,11 +216,7 @@ fn read_fully(stream: &mut TcpStream, buf: &mut [u8], stopped: &AtomicBool) -> s
         match stream.read(&mut buf[got..]) {
             Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => got += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if super::read_timed_out(&e) => {}
             Err(e) => return Err(e),
         }
     }

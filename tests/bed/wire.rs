@@ -1,7 +1,7 @@
 //! A plain BitTorrent peer on the wire (BEP 3 handshake and messages, nothing else), for tests
 //! that check what a seeder tells its peers: its bitfield, the pieces it offers.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -72,7 +72,7 @@ impl Wire {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return messages,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if super::read_timed_out(&e) => {}
                 Err(e) => panic!("reading from the peer: {e}"),
             }
         }
