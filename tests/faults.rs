@@ -269,6 +269,64 @@ fn sigint_during_the_commit_is_handled_as_pacman_handles_it() {
     );
 }
 
+/// Ctrl-Z during the prefetch (SIGTSTP to the run's process group, as a terminal sends it)
+/// stops the download process too, though it sits in a session of its own where the
+/// terminal's signals do not reach: a stopped run transfers nothing. `fg` (SIGCONT to the
+/// group) resumes both, and the run ends as if it had never been stopped.
+#[test]
+fn ctrl_z_stops_the_download_process_too_and_fg_resumes_the_run() {
+    use std::os::unix::process::CommandExt;
+    let b = bed_with(&pkgs(), 1, Some("alpm"));
+    let foo = pkgs()[0].filename();
+    b.mirrors[0].set_fault(&foo, Fault::Trickle(100_000));
+    let child = spawn(
+        b.env
+            .pactor(&["-Sy", "--noconfirm", "foo"])
+            .process_group(0),
+    );
+    let group = -(child.id() as i32);
+    let fetch = b.env.cache_dir().join("download-pactor/fetch");
+    let part = fetch.join(format!("{foo}.part"));
+    let part_len = || std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    wait_until("foo under way", Duration::from_secs(20), || {
+        part_len() > 30_000
+    });
+    let downloader = download_processes(&fetch);
+    assert_eq!(downloader.len(), 1, "one download process");
+    let stopped = |pid: u32| proc_status(pid, "State").is_some_and(|s| s.starts_with('T'));
+
+    // SAFETY: kill(2) on the process group this test started.
+    unsafe { libc::kill(group, libc::SIGTSTP) };
+    wait_until(
+        "the run and its download process to stop",
+        Duration::from_secs(5),
+        || stopped(child.id()) && stopped(downloader[0]),
+    );
+    let before = part_len();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(part_len(), before, "a stopped run downloads nothing");
+    assert!(
+        stopped(child.id()) && stopped(downloader[0]),
+        "both stay stopped"
+    );
+
+    // SAFETY: as above.
+    unsafe { libc::kill(group, libc::SIGCONT) };
+    wait_until(
+        "the download process to go on",
+        Duration::from_secs(5),
+        || !stopped(downloader[0]),
+    );
+    let out = output(child);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(names(&b.env), ["bar-1.0-1", "foo-1.0-1"]);
+    assert_eq!(
+        sent(&b.mirrors[0], &foo),
+        size(&b, &pkgs()[0]),
+        "foo was sent once, the stop cost no transfer"
+    );
+}
+
 /// The cache on a filesystem that fills up while the download process writes: a clear error,
 /// nothing installed, the cache as it was (a package already there untouched, nothing under a
 /// new package's name). With room for one copy of the file but not two, the run succeeds: the

@@ -30,7 +30,7 @@ use super::protocol::{
 use super::sandbox::{self, Plan, Staging};
 use super::sender::ChildSender;
 use crate::indexes::{self, Fetched, Stale};
-use crate::interrupt::Interrupt;
+use crate::interrupt::{Follower, Interrupt};
 use crate::progress::{DownloadProgress, FileProgress};
 use crate::transaction::PackageFile;
 use crate::ui;
@@ -109,6 +109,8 @@ pub struct Fetcher {
     /// The signal passed on to the child, and when.
     forwarded: Option<tokio::time::Instant>,
     stopped: bool,
+    /// The child stops with this process on Ctrl-Z.
+    _follower: Follower,
 }
 
 impl Fetcher {
@@ -173,7 +175,9 @@ impl Fetcher {
         });
         let stderr = std::thread::spawn(move || forward_stderr(stderr));
         let intake = Arc::new(Intake::new(staging, dest, owner));
+        let follower = interrupt.follow(child.id());
         let mut fetcher = Fetcher {
+            _follower: follower,
             child,
             outbox,
             inbox,
