@@ -10,6 +10,7 @@
 //! run paused.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -89,6 +90,7 @@ impl Interrupt {
 
     /// Acts as if `signum` had arrived (the first signal is the one remembered).
     pub fn trigger(&self, signum: i32) {
+        let _ = RECEIVED.compare_exchange(0, signum, Ordering::SeqCst, Ordering::SeqCst);
         self.sender.send_if_modified(|seen| {
             if seen.is_none() {
                 *seen = Some(signum);
@@ -128,6 +130,25 @@ impl Interrupt {
         let mut rx = self.received.clone();
         let _ = rx.wait_for(Option::is_some).await;
     }
+}
+
+/// The first stopping signal this process received, for code that has no [`Interrupt`] at
+/// hand: a prompt waiting for a line (`ui`), which must give up when the user presses Ctrl-C.
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+/// The first stopping signal this process received, if any.
+pub fn received() -> Option<i32> {
+    Some(RECEIVED.load(Ordering::SeqCst)).filter(|signum| *signum != 0)
+}
+
+/// pacman's line on stderr when a signal stops it at a prompt or during the commit.
+pub fn announce(signum: i32) {
+    let what = match signum {
+        libc::SIGHUP => "Hangup",
+        libc::SIGTERM => "Terminate",
+        _ => "Interrupt",
+    };
+    eprintln!("\n{what} signal received");
 }
 
 /// What SIGTSTP does to a process without a handler, to this one and its followers: all stop

@@ -85,7 +85,13 @@ pub fn run(args: SyncArgs) -> Result<()> {
     if args.targets.is_empty() && args.sysupgrade == 0 {
         return Ok(());
     }
-    let files = match transaction::plan(&mut alpm, &args)? {
+    let planned = transaction::plan(&mut alpm, &args);
+    // A signal at one of its questions ended the planning (the questions after it were answered
+    // no): the run ends as pacman's does, whatever the planning made of those answers.
+    if let Some(signum) = interrupt.signal() {
+        bail!(crate::ExitQuietly(128 + signum as u8));
+    }
+    let files = match planned? {
         Planned::NothingToDo => return Ok(()),
         Planned::Proceed(files) => files,
     };
@@ -169,12 +175,7 @@ fn commit_interruptibly(
     let watcher = runtime.spawn(async move {
         let handle = handle;
         interrupt.wait().await;
-        let what = match interrupt.signal() {
-            Some(libc::SIGHUP) => "Hangup",
-            Some(libc::SIGTERM) => "Terminate",
-            _ => "Interrupt",
-        };
-        eprintln!("\n{what} signal received");
+        crate::interrupt::announce(interrupt.signal().unwrap_or(libc::SIGINT));
         // SAFETY: see HandlePtr.
         unsafe { alpm_sys::alpm_trans_interrupt(handle.0) };
     });

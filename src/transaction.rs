@@ -195,11 +195,15 @@ fn select_group_members(group: &str, members: &[(&str, &alpm::Package)]) -> Vec<
         use std::io::Write;
         print!("Enter a selection (default=all): ");
         let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        if std::io::stdin().read_line(&mut answer).unwrap_or(0) == 0 {
-            println!();
-            return vec![true; members.len()];
-        }
+        let answer = match ui::read_line() {
+            ui::Answer::Line(line) => line,
+            ui::Answer::End => {
+                println!();
+                return vec![true; members.len()];
+            }
+            // No package of the group: the run ends with the signal after the planning.
+            ui::Answer::Interrupted => return vec![false; members.len()],
+        };
         match parse_selection(answer.trim(), members.len()) {
             Some(selection) => return selection,
             None => ui::error(&format!("invalid value: {}", answer.trim())),

@@ -224,40 +224,30 @@ pub fn human(bytes: u64) -> String {
 }
 
 /// A yes/no question the way pacman asks it: `:: prompt [Y/n] `. With `--noconfirm` the
-/// default is taken (and shown). On a terminal dialoguer reads the answer; otherwise a line is
-/// read from stdin as pacman does, and end of input takes the default.
+/// default is taken (and shown). The answer is a line read from stdin, on a terminal too, as
+/// pacman reads it: the terminal stays in its line mode, so Ctrl-Z suspends the run there and
+/// Ctrl-C stops it (see [`read_line`]). End of input takes the default.
 pub fn confirm(prompt: &str, default: bool) -> bool {
     let hint = if default { "[Y/n]" } else { "[y/N]" };
-    let ui = Ui::get();
-    if ui.noconfirm {
-        println!(
-            "{} {} {hint} ",
-            style("::").bold().blue(),
-            style(prompt).bold()
-        );
-        return default;
-    }
-    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        let theme = dialoguer::theme::SimpleTheme;
-        return dialoguer::Confirm::with_theme(&theme)
-            .with_prompt(format!(
-                "{} {}",
-                style("::").bold().blue(),
-                style(prompt).bold()
-            ))
-            .default(default)
-            .wait_for_newline(true)
-            .interact()
-            .unwrap_or(false);
-    }
     print!(
         "{} {} {hint} ",
         style("::").bold().blue(),
         style(prompt).bold()
     );
+    if Ui::get().noconfirm {
+        println!();
+        return default;
+    }
     let _ = std::io::stdout().flush();
-    let answer = read_line();
-    println!();
+    let answer = match read_line() {
+        Answer::Line(line) => Some(line),
+        Answer::End => None,
+        Answer::Interrupted => return false,
+    };
+    // A terminal echoed the answer and its newline; a pipe did not.
+    if answer.is_none() || !std::io::stdin().is_terminal() {
+        println!();
+    }
     match answer.as_deref().map(str::trim) {
         None | Some("") => default,
         Some(a) => a.eq_ignore_ascii_case("y") || a.eq_ignore_ascii_case("yes"),
@@ -273,7 +263,9 @@ pub fn select_number(prompt: &str, count: usize) -> Option<usize> {
     loop {
         print!("{prompt}");
         let _ = std::io::stdout().flush();
-        let line = read_line()?;
+        let Answer::Line(line) = read_line() else {
+            return None;
+        };
         let line = line.trim();
         if line.is_empty() {
             return None;
@@ -285,11 +277,45 @@ pub fn select_number(prompt: &str, count: usize) -> Option<usize> {
     }
 }
 
-fn read_line() -> Option<String> {
-    let mut line = String::new();
-    match std::io::stdin().lock().read_line(&mut line) {
-        Ok(0) | Err(_) => None,
-        Ok(_) => Some(line),
+/// What a prompt read from stdin.
+pub enum Answer {
+    Line(String),
+    /// End of input (or a read error): the default is taken.
+    End,
+    /// A stopping signal arrived while waiting, announced as pacman announces it; every later
+    /// prompt gets this at once. The caller answers no, and the run ends with the signal.
+    Interrupted,
+}
+
+/// One line from stdin, or [`Answer::Interrupted`] as soon as a stopping signal arrives. pacman
+/// exits from its signal handler at a prompt; here the signal is only recorded (the handler
+/// restarts the read), so the line is read on a thread of its own and watched for.
+pub fn read_line() -> Answer {
+    if crate::interrupt::received().is_some() {
+        return Answer::Interrupted;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line);
+        let _ = tx.send(match read {
+            Ok(0) | Err(_) => Answer::End,
+            Ok(_) => Answer::Line(line),
+        });
+    });
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(20)) {
+            Ok(answer) => return answer,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Answer::End,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(signum) = crate::interrupt::received() {
+                    crate::interrupt::announce(signum);
+                    // pacman's handler ends the line the prompt was on.
+                    println!();
+                    return Answer::Interrupted;
+                }
+            }
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod bed;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bed::*;
 
@@ -710,6 +710,64 @@ fn interrupted_prefetch_keeps_nothing_under_a_package_name_and_resumes() {
             "only the missing bytes are fetched again"
         );
     }
+}
+
+/// At a prompt on a terminal, Ctrl-C ends the run as it ends pacman's (compared with pacman
+/// itself): "Interrupt signal received", the same exit code, the lock released, nothing
+/// downloaded or installed. Ctrl-Z suspends the run there, and after `fg` the answer typed is
+/// taken. Both need the terminal left in its line mode, as pacman leaves it.
+#[test]
+fn ctrl_c_and_ctrl_z_at_a_prompt_on_a_terminal_act_as_in_pacman() {
+    let b = bed(&basic_pkgs(), 1);
+    run(b.env.pacman(&["-Sy"])).assert_ok();
+    let lock = b.env.db_dir().join("db.lck");
+    let mut codes = Vec::new();
+    for tool in ["pacman", "pactor"] {
+        let cmd = match tool {
+            "pacman" => b.env.pacman(&["-S", "baz"]),
+            _ => b.env.pactor(&["-S", "baz"]),
+        };
+        let mut terminal = Terminal::spawn(cmd);
+        terminal.wait_for("Proceed with installation? [Y/n]", Duration::from_secs(20));
+        terminal.type_keys("\x03");
+        let code = terminal.exit_code();
+        assert!(
+            terminal.screen().contains("Interrupt signal received"),
+            "{tool}: {}",
+            terminal.screen()
+        );
+        assert!(!lock.exists(), "{tool} released the lock");
+        codes.push(code);
+    }
+    assert_eq!(codes[1], codes[0], "pactor exits as pacman does");
+    assert!(b.env.installed().is_empty());
+    assert!(
+        !b.mirrors[0]
+            .requests()
+            .iter()
+            .any(|r| r.path.contains(".pkg.tar")),
+        "nothing was downloaded"
+    );
+
+    let mut terminal = Terminal::spawn(b.env.pactor(&["-S", "baz"]));
+    terminal.wait_for("Proceed with installation? [Y/n]", Duration::from_secs(20));
+    terminal.type_keys("\x1a");
+    let pid = terminal.child.id();
+    let stopped = || proc_status(pid, "State").is_some_and(|s| s.starts_with('T'));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stopped() {
+        assert!(
+            Instant::now() < deadline,
+            "Ctrl-Z did not stop pactor at the prompt:\n{}",
+            terminal.screen()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the pactor this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    terminal.type_keys("y\r");
+    assert_eq!(terminal.exit_code(), Some(0), "{}", terminal.screen());
+    assert_eq!(names(&b.env.installed()), ["baz-1.0-1"]);
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod peer;
 pub mod pkg;
 pub mod repo;
 pub mod seeder;
+pub mod terminal;
 pub mod tmpfs;
 pub mod wire;
 
@@ -21,6 +22,7 @@ pub use peer::{BadPeer, Behaviour, Unanswering};
 pub use pkg::Pkg;
 pub use repo::{Gpg, Repo};
 pub use seeder::{SeedProcess, free_port};
+pub use terminal::Terminal;
 pub use tmpfs::Tmpfs;
 pub use wire::Wire;
 
