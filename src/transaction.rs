@@ -83,7 +83,7 @@ pub fn plan(alpm: &mut Alpm, args: &SyncArgs) -> Result<Planned> {
         println!(" there is nothing to do");
         return Ok(Planned::NothingToDo);
     }
-    print_summary(alpm);
+    print_summary(alpm, args.download_only);
     let prompt = if args.download_only {
         "Proceed with download?"
     } else {
@@ -301,7 +301,7 @@ fn prepare(alpm: &mut Alpm) -> Result<()> {
 }
 
 /// pacman's non-verbose summary: `Packages (N) name-ver  …` and the size lines.
-fn print_summary(alpm: &Alpm) {
+fn print_summary(alpm: &Alpm, download_only: bool) {
     let add: Vec<_> = alpm.trans_add().iter().collect();
     let remove: Vec<_> = alpm.trans_remove().iter().collect();
     let mut names: Vec<String> = add
@@ -317,13 +317,12 @@ fn print_summary(alpm: &Alpm) {
     let download: i64 = add.iter().map(|p| p.download_size()).sum();
     let installed: i64 = add.iter().map(|p| p.isize()).sum();
     let localdb = alpm.localdb();
-    let replaced: i64 = add
+    let removed: i64 = add
         .iter()
         .filter_map(|p| localdb.pkg(p.name()).ok())
         .map(|p| p.isize())
         .sum::<i64>()
         + remove.iter().map(|p| p.isize()).sum::<i64>();
-    let changes_installed = replaced != 0 || !remove.is_empty();
 
     println!();
     println!(
@@ -332,21 +331,53 @@ fn print_summary(alpm: &Alpm) {
         names.join("  ")
     );
     println!();
-    let line = |label: &str, bytes: i64| {
-        println!(
-            "{} {:>10}",
-            console::style(format!("{label:<21}")).bold(),
-            ui::mib(bytes)
-        );
-    };
-    if download > 0 {
-        line("Total Download Size:", download);
-    }
-    line("Total Installed Size:", installed);
-    if changes_installed {
-        line("Net Upgrade Size:", installed - replaced);
+    for line in size_table(&size_rows(download, installed, removed, download_only)) {
+        println!("{line}");
     }
     println!();
+}
+
+/// pacman's size rows (`display_targets`): which appear depends on what the transaction adds
+/// and removes, and `-w` shows the download alone.
+fn size_rows(
+    download: i64,
+    installed: i64,
+    removed: i64,
+    download_only: bool,
+) -> Vec<(&'static str, i64)> {
+    let mut rows = Vec::new();
+    if download > 0 || download_only {
+        rows.push(("Total Download Size:", download));
+    }
+    if !download_only {
+        if installed > 0 {
+            rows.push(("Total Installed Size:", installed));
+        }
+        if removed > 0 && installed == 0 {
+            rows.push(("Total Removed Size:", removed));
+        }
+        if installed > 0 && removed > 0 {
+            rows.push(("Net Upgrade Size:", installed - removed));
+        }
+    }
+    rows
+}
+
+/// pacman's table of them (`table_display`): the labels in bold, left-aligned to the longest,
+/// two spaces, the sizes right-aligned to the longest.
+fn size_table(rows: &[(&str, i64)]) -> Vec<String> {
+    let sizes: Vec<String> = rows.iter().map(|(_, bytes)| ui::mib(*bytes)).collect();
+    let label_width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    let size_width = sizes.iter().map(String::len).max().unwrap_or(0);
+    rows.iter()
+        .zip(&sizes)
+        .map(|((label, _), size)| {
+            format!(
+                "{}  {size:>size_width$}",
+                console::style(format!("{label:<label_width$}")).bold()
+            )
+        })
+        .collect()
 }
 
 /// The files of the transaction's sync packages, in transaction order.
@@ -379,6 +410,41 @@ pub fn db_sha256(pkg: &alpm::Package) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_size_table_is_pacmans() {
+        const MIB: i64 = 1024 * 1024;
+        // pacman 7.1's table_display: the first as pacman printed it on a terminal.
+        let table =
+            |rows: (i64, i64, i64, bool)| size_table(&size_rows(rows.0, rows.1, rows.2, rows.3));
+        assert_eq!(
+            table((5000, 4000, 0, false)),
+            [
+                "Total Download Size:   0.00 MiB",
+                "Total Installed Size:  0.00 MiB",
+            ]
+        );
+        assert_eq!(
+            table((27 * MIB, 26 * MIB, 26 * MIB, false)),
+            [
+                "Total Download Size:   27.00 MiB",
+                "Total Installed Size:  26.00 MiB",
+                "Net Upgrade Size:       0.00 MiB",
+            ]
+        );
+        assert_eq!(
+            table((0, 0, 3 * MIB, false)),
+            ["Total Removed Size:  3.00 MiB"]
+        );
+        assert_eq!(
+            table((2 * MIB, 0, 0, true)),
+            ["Total Download Size:  2.00 MiB"]
+        );
+        assert_eq!(
+            table((0, MIB, 2 * MIB, false))[1],
+            "Net Upgrade Size:      -1.00 MiB"
+        );
+    }
 
     #[test]
     fn selections_follow_pacman() {

@@ -204,7 +204,14 @@ pub fn numbered_by_repo(items: &[(&str, &str)]) {
 
 /// Bytes as pacman shows them in summaries: always MiB with two decimals.
 pub fn mib(bytes: i64) -> String {
-    format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
+    let value = bytes as f64 / (1024.0 * 1024.0);
+    // pacman's humanize_size: what would print as -0.00 prints as 0.00.
+    let value = if value < 0.0 && value > -0.005 {
+        0.0
+    } else {
+        value
+    };
+    format!("{value:.2} MiB")
 }
 
 /// Bytes with a fitting binary unit, for progress lines.
