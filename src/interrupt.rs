@@ -141,8 +141,12 @@ pub fn received() -> Option<i32> {
     Some(RECEIVED.load(Ordering::SeqCst)).filter(|signum| *signum != 0)
 }
 
-/// pacman's line on stderr when a signal stops it at a prompt or during the commit.
+/// pacman's line on stderr when a signal stops it at a prompt or during the commit; once.
 pub fn announce(signum: i32) {
+    static ANNOUNCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if ANNOUNCED.swap(true, Ordering::SeqCst) {
+        return;
+    }
     let what = match signum {
         libc::SIGHUP => "Hangup",
         libc::SIGTERM => "Terminate",

@@ -298,8 +298,15 @@ pub enum Answer {
 /// exits from its signal handler at a prompt; here the signal is only recorded (the handler
 /// restarts the read), so the line is read on a thread of its own and watched for.
 pub fn read_line() -> Answer {
-    if crate::interrupt::received().is_some() {
-        return Answer::Interrupted;
+    let interrupted = || {
+        let signum = crate::interrupt::received()?;
+        crate::interrupt::announce(signum);
+        // pacman's handler ends the line the prompt was on.
+        println!();
+        Some(Answer::Interrupted)
+    };
+    if let Some(answer) = interrupted() {
+        return answer;
     }
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -315,11 +322,8 @@ pub fn read_line() -> Answer {
             Ok(answer) => return answer,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Answer::End,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(signum) = crate::interrupt::received() {
-                    crate::interrupt::announce(signum);
-                    // pacman's handler ends the line the prompt was on.
-                    println!();
-                    return Answer::Interrupted;
+                if let Some(answer) = interrupted() {
+                    return answer;
                 }
             }
         }

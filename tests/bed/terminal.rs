@@ -15,6 +15,8 @@ pub struct Terminal {
     master: File,
     pub child: Child,
     screen: Arc<Mutex<Vec<u8>>>,
+    /// Set when the terminal's output has ended: everything written to it is on the screen.
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Terminal {
@@ -53,17 +55,21 @@ impl Terminal {
         let screen = Arc::new(Mutex::new(Vec::new()));
         let mut reader = master.try_clone().unwrap();
         let shown = screen.clone();
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = closed.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             // EIO once the last process holding the terminal is gone.
             while let Ok(n @ 1..) = reader.read(&mut buf) {
                 shown.lock().unwrap().extend_from_slice(&buf[..n]);
             }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         Terminal {
             master,
             child,
             screen,
+            closed,
         }
     }
 
@@ -90,11 +96,16 @@ impl Terminal {
         }
     }
 
-    /// The exit code, after waiting (30 s at most) for the process to end.
+    /// The exit code, after waiting (30 s at most) for the process to end and for all it
+    /// wrote to reach the screen.
     pub fn exit_code(&mut self) -> Option<i32> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                while !self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                    assert!(Instant::now() < deadline, "the terminal stayed open");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 return status.code();
             }
             if Instant::now() > deadline {
