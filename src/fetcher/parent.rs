@@ -90,11 +90,46 @@ impl Downloads {
         Ok(self.running.as_mut().expect("just started"))
     }
 
-    /// Stops the download process (and its seeding); the bytes it uploaded.
-    pub async fn stop(self) -> u64 {
-        match self.running {
-            Some(fetcher) => fetcher.stop().await,
-            None => 0,
+    /// Stops the download process (and its seeding) at the end of a run that fetched all it
+    /// had to; the bytes it uploaded.
+    pub async fn stop(mut self) -> u64 {
+        let Some(fetcher) = self.running.take() else {
+            return 0;
+        };
+        let uploaded = fetcher.stop().await;
+        self.tidy(Partials::Drop);
+        uploaded
+    }
+
+    /// Removes the staging directory once the download process is gone, as pacman removes its
+    /// `download-*` directories: `pacman -Sc` and `-Scc` take every entry of the cache for a
+    /// package file, and report one they cannot read or unlink.
+    fn tidy(&self, partials: Partials) {
+        if let Ok(dest) = &self.setup.dest {
+            let staging = Staging::of(dest);
+            if partials == Partials::Drop || !staging.has_partials() {
+                staging.remove();
+            }
+        }
+    }
+}
+
+/// What the staging directory's partial files are worth when the run ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Partials {
+    /// The next run resumes them.
+    Keep,
+    /// The run fetched every file it needed.
+    Drop,
+}
+
+impl Drop for Downloads {
+    /// A run that ended early (an error, a signal, or only the indexes to refresh): the staging
+    /// directory stays if a partial file in it can be resumed.
+    fn drop(&mut self) {
+        if let Some(fetcher) = self.running.take() {
+            drop(fetcher);
+            self.tidy(Partials::Keep);
         }
     }
 }

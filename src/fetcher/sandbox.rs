@@ -87,6 +87,25 @@ pub struct Staging {
 }
 
 impl Staging {
+    /// Whether a run was cut short here: a mirror's `.part` file, or a file the swarm was
+    /// filling. Both are resumed by the next run.
+    pub fn has_partials(&self) -> bool {
+        let part =
+            |entry: &std::fs::DirEntry| entry.file_name().to_string_lossy().ends_with(".part");
+        let entries = |dir: &Path| std::fs::read_dir(dir).into_iter().flatten().flatten();
+        entries(&self.fetch).any(|e| part(&e))
+            || entries(&self.fetch.join("swarm")).next().is_some()
+    }
+
+    /// Removes both directories and all they hold; what cannot be removed is left.
+    pub fn remove(&self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.work)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::debug!("could not remove {}: {e}", self.work.display());
+        }
+    }
+
     pub fn of(cache: &Path) -> Staging {
         let work = cache.join("download-pactor");
         Staging {
