@@ -223,7 +223,9 @@ fn on_progress(
     }
 }
 
-/// Database refresh lines (`-y`), printed as pacman prints them without a terminal.
+/// Database refresh lines (`-y`). Without progress bars, pacman's: a line as each download
+/// starts, and nothing for a database that is up to date (alpm starts no download for it).
+/// With them, the last state of pacman's bar for each database, one line each.
 fn on_db_download(file: &str, event: AnyDownloadEvent) {
     let name = file
         .strip_suffix(".db")
@@ -232,12 +234,14 @@ fn on_db_download(file: &str, event: AnyDownloadEvent) {
     if file.ends_with(".sig") {
         return;
     }
+    let bars = crate::ui::Ui::get().progress_bars;
     match event.event() {
-        DownloadEvent::Completed(done) => match done.result {
+        DownloadEvent::Init(_) if !bars => println!(" {name} downloading..."),
+        DownloadEvent::Completed(done) if bars => match done.result {
             DownloadResult::UpToDate => println!(" {name} is up to date"),
             DownloadResult::Success => println!(" {name} downloaded"),
             DownloadResult::Failed => {}
         },
-        DownloadEvent::Init(_) | DownloadEvent::Progress(_) | DownloadEvent::Retry(_) => {}
+        _ => {}
     }
 }

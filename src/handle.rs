@@ -177,7 +177,8 @@ pub fn trans_flags(args: &SyncArgs) -> TransFlag {
         flags |= TransFlag::NO_SCRIPTLET;
     }
     if args.download_only {
-        flags |= TransFlag::DOWNLOAD_ONLY;
+        // As pacman sets them for -w: conflicts do not matter to a download.
+        flags |= TransFlag::DOWNLOAD_ONLY | TransFlag::NO_CONFLICTS;
     }
     flags
 }

@@ -141,9 +141,8 @@ pub fn run(args: SyncArgs) -> Result<()> {
     if args.download_only || !settings.seed_while_installing {
         let uploaded = runtime.block_on(downloads.stop());
         stats::record_prefetch(&state_dir, &as_report(&report), uploaded);
-        if args.download_only {
-            return Ok(());
-        }
+        // With -w alpm's commit ends after checking the keyring and the packages' integrity
+        // (signatures), as pacman's -Sw does.
         return commit_interruptibly(&runtime, &mut alpm, cache_dirs, &interrupt);
     }
 

@@ -66,17 +66,19 @@ pub fn refresh(alpm: &mut Alpm, force: bool) -> Result<()> {
 /// Adds the targets and the sysupgrade, prepares, prints the summary and asks to proceed.
 /// The transaction must already be initialised (which takes the database lock).
 pub fn plan(alpm: &mut Alpm, args: &SyncArgs) -> Result<Planned> {
-    if args.sysupgrade > 0 {
-        ui::section("Starting full system upgrade...");
-        alpm.sync_sysupgrade(args.sysupgrade >= 2)
-            .map_err(|e| anyhow!("failed to prepare transaction ({e})"))?;
-    }
+    // pacman's order (`sync_trans`): the targets, then the upgrade. alpm keeps the order in
+    // which packages were added wherever dependencies leave it free, and so commits them.
     let mut failed = false;
     for target in &args.targets {
         failed |= !add_target(alpm, target)?;
     }
     if failed {
         bail!(crate::ExitQuietly(1));
+    }
+    if args.sysupgrade > 0 {
+        ui::section("Starting full system upgrade...");
+        alpm.sync_sysupgrade(args.sysupgrade >= 2)
+            .map_err(|e| anyhow!("failed to prepare transaction ({e})"))?;
     }
     prepare(alpm)?;
     if alpm.trans_add().is_empty() && alpm.trans_remove().is_empty() {
