@@ -10,7 +10,7 @@
 //! run paused.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -104,8 +104,8 @@ impl Interrupt {
     /// Stops and continues `pid`, a child not yet waited for, with this process (Ctrl-Z,
     /// `fg`). Without pidfds (Linux before 5.3) the child is not followed.
     pub fn follow(&self, pid: u32) -> Follower {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
         // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
         if fd >= 0 {
@@ -143,7 +143,7 @@ pub fn received() -> Option<i32> {
 
 /// pacman's line on stderr when a signal stops it at a prompt or during the commit; once.
 pub fn announce(signum: i32) {
-    static ANNOUNCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    static ANNOUNCED: AtomicBool = AtomicBool::new(false);
     if ANNOUNCED.swap(true, Ordering::SeqCst) {
         return;
     }
