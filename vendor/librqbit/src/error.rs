@@ -44,6 +44,9 @@ pub enum Error {
     #[error("timeout {0}")]
     Timeout(&'static str),
 
+    #[error("not a BitTorrent handshake")]
+    NotBitTorrent,
+
     #[error("peer disconnected while reading handshake")]
     PeerDisconnectedReadingHandshake,
     #[error("peer disconnected")]

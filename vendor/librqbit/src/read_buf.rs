@@ -70,6 +70,11 @@ impl ReadBuf {
                     return Err(Error::PeerDisconnectedReadingHandshake);
                 }
                 self.len += n;
+                // pactor: a handshake opens with the length of "BitTorrent protocol", 19. Anything
+                // else is told apart at its first byte, not after a timeout waiting for 68.
+                if self.buf[0] != 19 {
+                    return Err(Error::NotBitTorrent);
+                }
                 match Handshake::deserialize(&self.buf[..self.len]) {
                     Ok((h, size)) => {
                         self.advance(size);
@@ -81,6 +86,13 @@ impl ReadBuf {
             }
         })
         .await
+    }
+
+    /// pactor: the bytes read and not yet consumed (after a handshake that was not one).
+    pub fn unread(&self) -> &[u8] {
+        let (first, second) = as_slices!(self);
+        debug_assert!(second.is_empty());
+        first
     }
 
     fn is_contiguous(&self) -> bool {

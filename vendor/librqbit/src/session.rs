@@ -148,6 +148,7 @@ pub struct Session {
     // Runtime settings
     output_folder: PathBuf,
     peer_opts: PeerConnectionOptions,
+    foreign_tcp: Option<tokio::sync::mpsc::UnboundedSender<ForeignConnection>>,
     default_storage_factory: Option<BoxStorageFactory>,
     persistence: Option<Arc<dyn SessionPersistenceStore>>,
     trackers: HashSet<url::Url>,
@@ -461,6 +462,15 @@ impl Default for DhtSessionConfig {
     }
 }
 
+/// pactor: an incoming TCP connection that is not BitTorrent (see `SessionOptions::foreign_tcp`).
+pub struct ForeignConnection {
+    pub addr: SocketAddr,
+    /// What was read from the connection before it was told apart: it comes first.
+    pub prefix: Vec<u8>,
+    pub reader: Box<dyn tokio::io::AsyncRead + Unpin + Send + 'static>,
+    pub writer: Box<dyn tokio::io::AsyncWrite + Unpin + Send + 'static>,
+}
+
 pub struct SessionOptions {
     /// DHT configuration. Set to None to disable DHT entirely.
     /// Defaults to DHT enabled with persistence.
@@ -526,6 +536,11 @@ pub struct SessionOptions {
     // block_in_place (see BlockingSpawner::chunk_io).
     pub inline_chunk_io: bool,
 
+    // pactor: incoming TCP connections that do not open with a BitTorrent handshake (a first
+    // byte other than 19) are handed over here instead of being dropped, so that one port can
+    // also answer another protocol (pactor's peers answer HTTP for small files).
+    pub foreign_tcp: Option<tokio::sync::mpsc::UnboundedSender<ForeignConnection>>,
+
     /// Override the client name and version used in User-Agent headers and
     /// peer extended handshakes. Defaults to "rqbit X.Y.Z".
     pub client_name_and_version: Option<String>,
@@ -557,6 +572,7 @@ impl Default for SessionOptions {
             disable_local_service_discovery: false,
             ipv4_only: false,
             inline_chunk_io: false,
+            foreign_tcp: None,
             client_name_and_version: None,
         }
     }
@@ -840,6 +856,7 @@ impl Session {
                 peer_id,
                 dht,
                 peer_opts,
+                foreign_tcp: opts.foreign_tcp.take(),
                 spawner: spawner.clone(),
                 output_folder: default_output_folder,
                 next_id: AtomicUsize::new(0),
@@ -987,10 +1004,25 @@ impl Session {
         }
 
         let mut read_buf = ReadBuf::new();
-        let h = read_buf
-            .read_handshake(&mut reader, rwtimeout)
-            .await
-            .context("error reading handshake")?;
+        let h = match read_buf.read_handshake(&mut reader, rwtimeout).await {
+            Ok(h) => h,
+            Err(crate::Error::NotBitTorrent) if matches!(kind, ConnectionKind::Tcp) => {
+                let Some(foreign) = &self.foreign_tcp else {
+                    bail!("not a BitTorrent handshake");
+                };
+                let connection = ForeignConnection {
+                    addr,
+                    prefix: read_buf.unread().to_vec(),
+                    reader: Box::new(reader),
+                    writer,
+                };
+                if foreign.send(connection).is_err() {
+                    bail!("not a BitTorrent handshake, and no one to hand it over to");
+                }
+                bail!("not a BitTorrent handshake: handed over");
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("error reading handshake")),
+        };
         trace!("received handshake from {addr}: {:?}", h);
 
         if h.peer_id == self.peer_id {

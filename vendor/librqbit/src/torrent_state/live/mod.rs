@@ -896,6 +896,21 @@ impl TorrentStateLive {
         }
     }
 
+    /// pactor: the listening addresses of the peers this torrent connected to and received
+    /// bytes from (a peer that connected to us is known only by an ephemeral port).
+    pub fn outgoing_peers_that_sent(&self) -> Vec<SocketAddr> {
+        self.peers
+            .states
+            .iter()
+            .filter(|e| {
+                let counters = &e.value().stats.counters;
+                counters.fetched_bytes.load(Ordering::Relaxed) > 0
+                    && counters.incoming_connections.load(Ordering::Relaxed) == 0
+            })
+            .map(|e| *e.key())
+            .collect()
+    }
+
     pub fn per_peer_stats_snapshot(&self, filter: PeerStatsFilter) -> PeerStatsSnapshot {
         PeerStatsSnapshot {
             peers: self
