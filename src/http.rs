@@ -46,6 +46,10 @@ pub enum FetchError {
     Io(#[from] std::io::Error),
 }
 
+/// The longest wait for a peer's HTTP to accept a connection (librqbit patch 21 gives a peer's
+/// BitTorrent port as long).
+const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Fewer bytes than this in a whole idle timeout is no transfer at all.
 pub const IDLE_FLOOR: u64 = 1024;
 
@@ -58,6 +62,9 @@ pub struct Http {
     connect_timeout: Duration,
     idle: Duration,
     interrupt: Interrupt,
+    /// Whether the environment's proxy settings apply: not to peers, which are reached
+    /// directly (a LAN seedbox, the other machines of a fleet).
+    proxy: bool,
 }
 
 impl Http {
@@ -67,13 +74,32 @@ impl Http {
             connect_timeout,
             idle: idle_timeout,
             interrupt,
+            proxy: true,
+        }
+    }
+
+    /// A client for peers, which are reached directly (no proxy) and are worth a second at
+    /// most to connect to: a run falls back on their torrents.
+    pub fn for_peers(&self) -> Http {
+        Http {
+            client: Arc::default(),
+            connect_timeout: self.connect_timeout.min(PEER_CONNECT_TIMEOUT),
+            idle: self.idle,
+            interrupt: self.interrupt.clone(),
+            proxy: false,
         }
     }
 
     fn client(&self) -> Result<&reqwest::Client, FetchError> {
         self.client
             .get_or_init(|| {
-                reqwest::Client::builder()
+                let builder = reqwest::Client::builder();
+                let builder = if self.proxy {
+                    builder
+                } else {
+                    builder.no_proxy()
+                };
+                builder
                     .connect_timeout(self.connect_timeout)
                     .user_agent(concat!("pactor/", env!("CARGO_PKG_VERSION")))
                     // Package files are already compressed; ask for the bytes as they are.

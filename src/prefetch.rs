@@ -20,8 +20,9 @@ use crate::fetcher::protocol::{Refusal, Staged};
 use crate::http::{FetchError, Fetched, Http};
 use crate::index::{Entry, Index};
 use crate::progress::{DownloadProgress, FileProgress, Source};
-use crate::swarm::{Handle, Swarm, SwarmConfig, Target};
+use crate::swarm::{Handle, HttpPeers, Swarm, SwarmConfig, Target, peer_url};
 use crate::transaction::{PackageFile, SignaturePolicy};
+use reqwest::StatusCode;
 
 /// Where prefetched files go and how they are fetched.
 pub struct Prefetch {
@@ -31,6 +32,10 @@ pub struct Prefetch {
     pub staging: PathBuf,
     pub parallel: usize,
     pub http: Http,
+    /// For peers' HTTP: no proxy, a short connect timeout.
+    pub peer_http: Http,
+    /// Peers that answer HTTP for small files, as the run learns them.
+    pub http_peers: HttpPeers,
     /// Failures per server this run: like pacman, a server that failed three times is skipped.
     pub server_errors: std::sync::Mutex<HashMap<String, u32>>,
     /// The mirrors' recent speed, against which a slow swarm is judged.
@@ -118,6 +123,7 @@ impl Prefetch {
                 );
             }
             let peers = self.peer_addrs(&missing).await;
+            self.http_peers.learn(peers.iter().copied());
             let total: u64 = missing.iter().map(|f| f.size).sum();
             let progress = Arc::new(DownloadProgress::new(missing.len(), total));
             let results: Vec<(String, Result<Took, String>)> = futures_util::stream::iter(&missing)
@@ -228,8 +234,13 @@ impl Prefetch {
         let bar = progress.start(&file.filename, file.size);
         let result = match (swarm, self.swarm_entry(file)) {
             (Some(swarm), Some(entry)) => {
-                self.swarm_first(swarm, file, entry, staging, &bar, progress, peers)
-                    .await
+                match self.ask_peers_http(file, staging, &bar, progress).await {
+                    Some(result) => result,
+                    None => {
+                        self.swarm_first(swarm, file, entry, staging, &bar, progress, peers)
+                            .await
+                    }
+                }
             }
             _ => self.fetch_from_mirrors(file, staging, &bar, progress).await,
         };
@@ -237,6 +248,63 @@ impl Prefetch {
             peers: bar.received(Source::Peers),
             mirrors: bar.received(Source::Mirror),
         })
+    }
+
+    /// A small file from a peer that answers HTTP ([`HttpPeers`]): one request on a kept-alive
+    /// connection instead of a torrent. The copy is judged like a mirror's, by the root process
+    /// against the database. `None`: no peer had it (yet), and its torrent follows.
+    async fn ask_peers_http(
+        &self,
+        file: &PackageFile,
+        staging: &Path,
+        bar: &FileProgress,
+        progress: &DownloadProgress,
+    ) -> Option<Result<(), String>> {
+        let part = part_path(staging, file);
+        for addr in self.http_peers.to_ask(file.size) {
+            // A peer's copy is never resumed: what a partial file holds came from elsewhere.
+            let _ = std::fs::remove_file(&part);
+            let url = peer_url(addr, &file.filename);
+            let received = std::sync::atomic::AtomicU64::new(0);
+            let advance = |n: u64| {
+                received.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                bar.advance(Source::Peers, n);
+            };
+            bar.set_active(Source::Peers, true);
+            // A peer's HTTP is the quick way or none: one that takes longer than the stall
+            // timeout (a capped upload) leaves the file to its torrent, which races the mirrors.
+            let fetched = tokio::time::timeout(
+                self.swarm.stall,
+                self.fetch_staged(&self.peer_http, &url, &part, file, &advance),
+            )
+            .await
+            .unwrap_or(Err(FetchError::Idle(self.swarm.stall)));
+            bar.set_active(Source::Peers, false);
+            // A peer that does not have the file (yet), or is at its upload limit, is asked
+            // again for the next one; one that does not speak this HTTP or sent a bad copy is not.
+            let keep_asking = match fetched {
+                Ok((_, Ok(()))) => return Some(Ok(())),
+                Ok((_, Err(Refusal::Failed(why)))) => return Some(Err(why)),
+                Err(FetchError::Interrupted) => return Some(Err("interrupted".into())),
+                Ok((_, Err(Refusal::Mismatch(why)))) => {
+                    progress.warn(&format!("{} from peer {addr} {why}", file.filename));
+                    false
+                }
+                Err(FetchError::Status(
+                    StatusCode::NOT_FOUND | StatusCode::SERVICE_UNAVAILABLE,
+                )) => true,
+                Err(e) => {
+                    tracing::debug!("{} from peer {addr} over HTTP: {e}", file.filename);
+                    false
+                }
+            };
+            bar.rewind(Source::Peers, received.into_inner());
+            let _ = std::fs::remove_file(&part);
+            if !keep_asking {
+                self.http_peers.drop_peer(addr);
+            }
+        }
+        None
     }
 
     async fn fetch_from_mirrors(
@@ -441,7 +509,12 @@ impl Prefetch {
             .place(file, Staged::Swarm)
             .await
             .map_err(|refusal| refusal.to_string())
-            .inspect_err(|_| bar.rewind(Source::Peers, file.size))
+            .inspect_err(|_| bar.rewind(Source::Peers, file.size))?;
+        // Those that served it may serve the next small files over HTTP, and so may this run.
+        self.http_peers.learn(swarm.peers_that_sent(handle));
+        let path = Staged::Swarm.path(&self.staging, &file.filename);
+        swarm.shelve(&file.filename, path, file.size);
+        Ok(())
     }
 
     fn server_errors(&self, server: &str) -> u32 {
@@ -505,9 +578,10 @@ impl Prefetch {
                 // file to create and remove.
                 let fetched =
                     if resumed_from == 0 && self.handover.takes_inline(&file.filename, file.size) {
-                        self.fetch_inline(&url, file, &advance).await
+                        self.fetch_inline(&self.http, &url, file, &advance).await
                     } else {
-                        self.fetch_staged(&url, &part, file, &advance).await
+                        self.fetch_staged(&self.http, &url, &part, file, &advance)
+                            .await
                     };
                 match fetched {
                     Ok((fetched, placed)) => {
@@ -555,12 +629,13 @@ impl Prefetch {
     /// and judges it against the database; the size is checked here.
     async fn fetch_staged(
         &self,
+        http: &Http,
         url: &str,
         part: &Path,
         file: &PackageFile,
         advance: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(Fetched, Result<(), Refusal>), FetchError> {
-        let fetched = self.http.fetch(url, part, Some(file.size), advance).await?;
+        let fetched = http.fetch(url, part, Some(file.size), advance).await?;
         let placed = if fetched.len == file.size {
             self.handover.place(file, Staged::Mirror).await
         } else {
@@ -573,11 +648,12 @@ impl Prefetch {
     /// One mirror transfer into memory, sent whole to the root process to judge and place.
     async fn fetch_inline(
         &self,
+        http: &Http,
         url: &str,
         file: &PackageFile,
         advance: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(Fetched, Result<(), Refusal>), FetchError> {
-        let bytes = self.http.fetch_to_memory(url, file.size, advance).await?;
+        let bytes = http.fetch_to_memory(url, file.size, advance).await?;
         let len = bytes.len() as u64;
         let fetched = Fetched {
             len,

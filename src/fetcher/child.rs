@@ -339,6 +339,8 @@ async fn prefetch(
         staging: fetch_dir.to_owned(),
         parallel: job.parallel.max(1),
         http: http.clone(),
+        peer_http: http.for_peers(),
+        http_peers: Default::default(),
         server_errors: Default::default(),
         mirror_rate: Default::default(),
         swarm_total: Default::default(),

@@ -39,6 +39,7 @@ use crate::interrupt::Interrupt;
 use crate::swarm::{Swarm, SwarmConfig};
 pub use catalog::DbEntry;
 use catalog::{Databases, say};
+pub use path::decode_plain_name;
 use store::Store;
 use upstream::Upstreams;
 

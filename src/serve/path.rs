@@ -84,6 +84,11 @@ fn plain_name(segment: &str) -> Result<String, BadPath> {
     }
 }
 
+/// [`plain_name`] for a request to a peer's HTTP ([`crate::swarm`]).
+pub fn decode_plain_name(segment: &str) -> Option<String> {
+    plain_name(segment).ok()
+}
+
 /// A name that can only ever mean a file directly inside a directory. Used for request
 /// segments and for the file names a database lists (which come from upstream).
 pub fn is_plain_name(name: &str) -> bool {

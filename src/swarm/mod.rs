@@ -3,6 +3,7 @@
 //! announce 4240 otherwise), and pactor's own storage ([`storage`]): read-only for seeding, so a
 //! file pactor seeds is never truncated, extended or rewritten, and sealed once leeched.
 
+mod peer_http;
 mod storage;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +22,8 @@ use librqbit::{
 };
 
 use crate::torrent::{Info, InfoHash};
+use peer_http::Shelf;
+pub use peer_http::{HttpPeers, SMALL_FILE, url as peer_url};
 use storage::{LeechFactory, ReadOnlyFactory, Seal};
 
 /// How the session talks to the world; everything off by default except what is configured.
@@ -101,15 +104,27 @@ pub struct Swarm {
     super_seed: bool,
     /// Connections a leeched torrent opens ([`SwarmConfig::outgoing_peers`]).
     outgoing_peers: usize,
+    /// The small seeded files that peers may also fetch over HTTP ([`peer_http`]).
+    shelf: Arc<Shelf>,
 }
 
 impl Swarm {
     pub async fn start(config: &SwarmConfig, default_dir: &Path) -> Result<Swarm> {
         let _ = librqbit::try_increase_nofile_limit();
-        let options = session_options(config);
+        let mut options = session_options(config);
+        // A listening peer that is not a super-seeder also answers HTTP for small files.
+        let (foreign_tx, foreign_rx) = tokio::sync::mpsc::unbounded_channel();
+        let http = config.listen.is_some() && !config.super_seed;
+        if http {
+            options.foreign_tcp = Some(foreign_tx);
+        }
         let session = Session::new_with_opts(default_dir.to_owned(), options)
             .await
             .context("could not start the BitTorrent session")?;
+        let shelf = Arc::new(Shelf::default());
+        if http {
+            peer_http::serve(shelf.clone(), Arc::downgrade(&session), foreign_rx);
+        }
         Ok(Swarm {
             session,
             trackers: Mutex::new(Trackers {
@@ -119,6 +134,7 @@ impl Swarm {
             seals: Mutex::default(),
             super_seed: config.super_seed,
             outgoing_peers: config.outgoing_peers,
+            shelf,
         })
     }
 
@@ -162,6 +178,7 @@ impl Swarm {
         };
         let handle = self.add(AddTorrent::from_bytes(bytes), options).await?;
         handle.wait_until_initialized().await?;
+        self.shelve(&info.name, dir.join(&info.name), info.length);
         Ok(handle)
     }
 
@@ -256,8 +273,19 @@ impl Swarm {
         seal.context("not a leeched torrent")?.seal()
     }
 
+    /// Offers a seeded file to peers over HTTP as well, if it is small and this is no
+    /// super-seeder ([`peer_http`]); [`Swarm::forget`] withdraws it.
+    pub fn shelve(&self, name: &str, path: std::path::PathBuf, size: u64) {
+        if !self.super_seed && size <= SMALL_FILE {
+            self.shelf.put(name, path);
+        }
+    }
+
     /// Stops a torrent; `delete_files` removes what it downloaded (never used for seeded files).
     pub async fn forget(&self, handle: &Handle, delete_files: bool) {
+        if let Some(name) = handle.name() {
+            self.shelf.take(&name);
+        }
         let _ = self.session.delete(handle.id().into(), delete_files).await;
         let info_hash = handle.shared().info_hash.0;
         self.seals.lock().expect("no poisoning").remove(&info_hash);
@@ -269,7 +297,16 @@ impl Swarm {
 
     /// Bytes uploaded to peers since the session started, forgotten torrents included.
     pub fn uploaded_bytes(&self) -> u64 {
-        self.session.stats_snapshot().counters.uploaded_bytes
+        self.session.stats_snapshot().counters.uploaded_bytes + self.shelf.uploaded()
+    }
+
+    /// The listening addresses of the peers that sent bytes of a torrent: those worth asking
+    /// for small files over HTTP ([`HttpPeers`]).
+    pub fn peers_that_sent(&self, handle: &Handle) -> Vec<SocketAddr> {
+        handle
+            .live()
+            .map(|live| live.outgoing_peers_that_sent())
+            .unwrap_or_default()
     }
 }
 

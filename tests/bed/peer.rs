@@ -51,10 +51,9 @@ impl BadPeer {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                c.fetch_add(1, Ordering::SeqCst);
-                let (info, r, s) = (info.clone(), r.clone(), s.clone());
+                let (info, r, s, c) = (info.clone(), r.clone(), s.clone(), c.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &info, behaviour, &r, &s);
+                    let _ = serve(stream, &info, behaviour, &r, &s, &c);
                 });
             }
         });
@@ -71,7 +70,7 @@ impl BadPeer {
         self.requests.load(Ordering::SeqCst)
     }
 
-    /// Connections accepted.
+    /// BitTorrent connections accepted (those that opened with a handshake).
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
@@ -94,11 +93,20 @@ fn serve(
     behaviour: Behaviour,
     requests: &AtomicUsize,
     stopped: &AtomicBool,
+    connections: &AtomicUsize,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut first = [0u8; 1];
+    read_fully(&mut stream, &mut first, stopped)?;
+    // A pactor run also asks its peers over HTTP for small files: not a torrent's connection.
+    if first[0] != 19 {
+        return Ok(());
+    }
+    connections.fetch_add(1, Ordering::SeqCst);
     let mut handshake = [0u8; 68];
-    read_fully(&mut stream, &mut handshake, stopped)?;
-    if handshake[0] != 19 || &handshake[1..20] != b"BitTorrent protocol" {
+    handshake[0] = first[0];
+    read_fully(&mut stream, &mut handshake[1..], stopped)?;
+    if &handshake[1..20] != b"BitTorrent protocol" {
         return Ok(());
     }
     let info_hash = BadPeer::info_hash(info);

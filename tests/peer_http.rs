@@ -1,0 +1,204 @@
+//! Small files over HTTP between pactor peers (src/swarm/peer_http.rs): a seeder answers
+//! `GET /<file>` on its BitTorrent port for the small files it seeds, and a run asks its peers
+//! there before it adds a torrent, judging what they send like any mirror copy.
+
+mod bed;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use bed::*;
+
+/// One request on a fresh connection to 127.0.0.1:`port`: the status code and the body, or
+/// `None` if the connection closed without an HTTP answer.
+fn http(port: u16, method: &str, path: &str) -> Option<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, answer[split + 4..].to_vec()))
+}
+
+fn repo_with(dir: &Path, pkgs: &[Pkg]) -> Repo {
+    let mut repo = Repo::new(dir, "core");
+    repo.add(pkgs);
+    let mut publish = Command::new(pactor_bin());
+    publish.arg("publish").arg(dir);
+    run(publish).assert_ok();
+    repo
+}
+
+#[test]
+fn a_seeder_answers_http_on_its_bittorrent_port_for_its_small_files_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let (small, big) = (
+        Pkg::new("small", "1.0-1").payload(70_000),
+        Pkg::new("big", "1.0-1").payload(3_000_000),
+    );
+    let repo = repo_with(&dir, &[small.clone(), big.clone()]);
+    let conf = tmp.path().join("seeder.conf");
+    write_pactor_conf(&conf, "");
+    let seeder = SeedProcess::dir(&dir, &conf);
+    seeder.wait_seeding(2);
+
+    let expected = std::fs::read(repo.path(&small)).unwrap();
+    let (status, body) = http(seeder.port, "GET", &format!("/{}", small.filename())).unwrap();
+    assert_eq!(status, 200);
+    assert!(body == expected, "the file's bytes, {} of them", body.len());
+    let (status, body) = http(seeder.port, "HEAD", &format!("/{}", small.filename())).unwrap();
+    assert_eq!((status, body.len()), (200, 0));
+    // What it sent over HTTP counts in what it uploaded.
+    assert!(seeder.uploaded() >= expected.len() as u64 * 9 / 10);
+
+    // A large file goes by BitTorrent only; nothing but seeded files, by plain name, is served.
+    let refused = [
+        format!("/{}", big.filename()),
+        "/core.db".into(),
+        "/core.torrents".into(),
+        format!("/../repo/{}", small.filename()),
+        format!("/%2E%2E%2Frepo%2F{}", small.filename()),
+        format!("/x/{}", small.filename()),
+        "/".into(),
+    ];
+    for path in &refused {
+        assert_eq!(http(seeder.port, "GET", path).unwrap().0, 404, "{path}");
+    }
+    let put = http(seeder.port, "PUT", &format!("/{}", small.filename()));
+    assert_eq!(put.unwrap().0, 405);
+
+    // A super-seeder gives each piece once and no whole files: it does not answer HTTP.
+    let super_seeder = SeedProcess::start(
+        &["--dir".as_ref(), dir.as_os_str(), "--super-seed".as_ref()],
+        &conf,
+    );
+    super_seeder.wait_seeding(2);
+    assert_eq!(
+        http(super_seeder.port, "GET", &format!("/{}", small.filename())),
+        None
+    );
+}
+
+/// A repo of `pkgs` with a mirror, a super-seeder (which does not answer HTTP) and a peer
+/// that does (the test bed's HTTP server on the same files, `fault` on every package), and a
+/// run of `pactor -Sy` of them all with both peers as `Peer =` lines.
+struct Run {
+    out: Output,
+    mirror: Mirror,
+    peer: Mirror,
+    installed: usize,
+}
+
+fn run_with_http_peer(pkgs: &[Pkg], fault: Option<Fault>) -> Run {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    repo_with(&dir, pkgs);
+    let mirror = Mirror::start(&dir);
+    let peer = Mirror::start(&dir);
+    if let Some(fault) = fault {
+        peer.set_fault(".pkg.tar.zst", fault);
+    }
+    let conf = tmp.path().join("seeder.conf");
+    write_pactor_conf(&conf, "");
+    let seeder = SeedProcess::start(
+        &["--dir".as_ref(), dir.as_os_str(), "--super-seed".as_ref()],
+        &conf,
+    );
+    seeder.wait_seeding(pkgs.len());
+    let env = TestEnv::builder().repo("core", &[mirror.url()]).build();
+    env.write_pactor_conf(&format!(
+        "[options]\nPeer = 127.0.0.1:{}\nPeer = 127.0.0.1:{}\nStallTimeout = 10\n",
+        peer.port(),
+        seeder.port
+    ));
+    let names: Vec<String> = pkgs.iter().map(|p| p.name.clone()).collect();
+    let mut args = vec!["-Sy", "--noconfirm"];
+    args.extend(names.iter().map(String::as_str));
+    let out = run(env.pactor(&args));
+    out.assert_ok();
+    Run {
+        installed: env.installed().len(),
+        out,
+        mirror,
+        peer,
+    }
+}
+
+fn small_pkgs(n: usize) -> Vec<Pkg> {
+    (0..n)
+        .map(|i| Pkg::new(&format!("small{i}"), "1.0-1").payload(20_000))
+        .collect()
+}
+
+/// The run asks a `Peer =` over HTTP for each small file before adding its torrent; a large
+/// file is never asked for. Here the peer is the test bed's HTTP server, whose request log
+/// shows what was asked.
+#[test]
+fn a_run_takes_small_files_from_a_peers_http_and_large_ones_by_bittorrent() {
+    let small = small_pkgs(6);
+    let big = Pkg::new("big", "1.0-1").payload(3_000_000);
+    let mut all = small.clone();
+    all.push(big.clone());
+    let r = run_with_http_peer(&all, None);
+    assert_eq!(r.installed, all.len());
+    assert_eq!(r.mirror.package_bytes(), 0, "{}", r.out.stdout);
+    let asked: Vec<String> = r
+        .peer
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.status == 200)
+        .map(|r| r.path)
+        .collect();
+    for pkg in &small {
+        assert!(
+            asked.contains(&format!("/{}", pkg.filename())),
+            "{} not asked over HTTP: {asked:?}",
+            pkg.filename()
+        );
+    }
+    assert!(
+        !asked.iter().any(|p| p.contains(&big.filename())),
+        "{asked:?}"
+    );
+}
+
+/// A peer whose HTTP sends a copy the database refuses is not asked again, and the file comes
+/// from the swarm: a handful of requests at most (those already under way), not one per file.
+#[test]
+fn a_peer_whose_http_sends_a_bad_copy_is_dropped_and_the_swarm_serves_the_file() {
+    let small = small_pkgs(12);
+    let r = run_with_http_peer(&small, Some(Fault::Corrupt));
+    assert_eq!(r.installed, small.len());
+    assert_eq!(r.mirror.package_bytes(), 0, "{}", r.out.stdout);
+    let lies = r
+        .peer
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(".pkg.tar.zst"))
+        .count();
+    assert!(
+        (1..=5).contains(&lies),
+        "{lies} requests to the lying peer\n{}",
+        r.out.stderr
+    );
+    let warning = format!("from peer 127.0.0.1:{}", r.peer.port());
+    assert!(
+        r.out.stdout.contains(&warning) || r.out.stderr.contains(&warning),
+        "{}\n{}",
+        r.out.stdout,
+        r.out.stderr
+    );
+}
