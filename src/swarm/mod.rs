@@ -284,7 +284,7 @@ impl Swarm {
     /// Stops a torrent; `delete_files` removes what it downloaded (never used for seeded files).
     pub async fn forget(&self, handle: &Handle, delete_files: bool) {
         if let Some(name) = handle.name() {
-            self.shelf.take(&name);
+            self.shelf.remove(&name);
         }
         let _ = self.session.delete(handle.id().into(), delete_files).await;
         let info_hash = handle.shared().info_hash.0;

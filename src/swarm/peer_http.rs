@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,6 @@ use axum::body::Body;
 use axum::http::{Method, Request, Response, StatusCode, header};
 use futures_util::StreamExt;
 use librqbit::{ForeignConnection, Session};
-use std::io::Read;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -60,7 +60,7 @@ impl Shelf {
             .insert(name.to_owned(), path);
     }
 
-    pub fn take(&self, name: &str) {
+    pub fn remove(&self, name: &str) {
         self.files.lock().expect("no poisoning").remove(name);
     }
 
