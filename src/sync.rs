@@ -72,25 +72,37 @@ pub fn run(args: SyncArgs) -> Result<()> {
         &index_dir,
         args.refresh >= 2,
     );
-    if !stale.is_empty() {
-        runtime.block_on(async {
-            downloads
-                .fetcher()
-                .await?
-                .refresh_indexes(&stale, &index_dir)
-                .await
-        })?;
-    }
-    let refreshed: Vec<String> = stale.into_iter().map(|s| s.repo).collect();
-    if args.targets.is_empty() && args.sysupgrade == 0 {
-        return Ok(());
-    }
-    let planned = transaction::plan(&mut alpm, &args);
+    let refreshed: Vec<String> = stale.iter().map(|s| s.repo.clone()).collect();
+    // The download process starts and fetches them while this process plans: neither needs
+    // the other's work before the prefetch.
+    let pending = match stale.is_empty() {
+        true => None,
+        false => Some(
+            runtime
+                .block_on(downloads.fetcher())?
+                .request_indexes(stale),
+        ),
+    };
+    let planned = if args.targets.is_empty() && args.sysupgrade == 0 {
+        Ok(Planned::NothingToDo)
+    } else {
+        transaction::plan(&mut alpm, &args)
+    };
     // A signal at one of its questions ended the planning (the questions after it were answered
     // no): the run ends as pacman's does, whatever the planning made of those answers.
     if let Some(signum) = interrupt.signal() {
         bail!(crate::ExitQuietly(128 + signum as u8));
     }
+    let recorded = match pending {
+        None => Default::default(),
+        Some(pending) => runtime.block_on(async {
+            downloads
+                .fetcher()
+                .await?
+                .receive_indexes(pending, &index_dir)
+                .await
+        })?,
+    };
     let files = match planned? {
         Planned::NothingToDo => return Ok(()),
         Planned::Proceed(files) => files,
@@ -105,7 +117,7 @@ pub fn run(args: SyncArgs) -> Result<()> {
         // An index that does not list a file about to be downloaded may predate its database
         // (a mirror publishes the index after the database): ask again before the file goes to
         // HTTP, unless it was just fetched.
-        let loaded = indexes::load(&repos, &index_dir);
+        let mut loaded = indexes::load(&repos, &index_dir, recorded);
         let behind: Vec<RepoSource> = indexes::not_listing(&files, &loaded, &cache_dirs)
             .into_iter()
             .filter(|repo| !refreshed.contains(repo))
@@ -113,13 +125,14 @@ pub fn run(args: SyncArgs) -> Result<()> {
             .collect();
         let again = indexes::stale(&behind, &settings.torrent_indexes, &arch, &index_dir, true);
         if !again.is_empty() {
-            runtime.block_on(async {
+            let recorded = runtime.block_on(async {
                 downloads
                     .fetcher()
                     .await?
-                    .refresh_indexes(&again, &index_dir)
+                    .refresh_indexes(again, &index_dir)
                     .await
             })?;
+            loaded.extend(recorded);
         }
         let job = PrefetchJob {
             files,
@@ -128,9 +141,9 @@ pub fn run(args: SyncArgs) -> Result<()> {
                 .parallel_downloads
                 .unwrap_or(usize::try_from(pacman.conf.parallel_downloads).unwrap_or(1))
                 .max(1),
-            indexes: indexes::load(&repos, &index_dir)
+            indexes: loaded
                 .into_iter()
-                .map(|(repo, index)| (repo, Base64(index.to_bytes())))
+                .map(|(repo, loaded)| (repo, Base64(loaded.raw)))
                 .collect(),
             swarm: swarm_settings(&settings),
             peers: settings.peers.clone(),

@@ -254,11 +254,14 @@ async fn serve(
         interrupt.clone(),
     );
     let mut kept: Option<(Arc<Swarm>, Arc<Handover>)> = None;
+    let mut parsed = ParsedIndexes::default();
     while let Some(request) = requests.recv().await {
         match request {
             ToChild::RefreshIndexes(list) => {
-                let outcomes = refresh_indexes(&http, &list, &start.fetch_dir).await;
+                let (outcomes, fetched) = refresh_indexes(&http, &list, &start.fetch_dir).await;
                 outbox.send(ToParent::Indexes(outcomes));
+                // Parsed now, while the root process plans the transaction.
+                fetched.into_iter().for_each(|bytes| parsed.keep(bytes));
             }
             ToChild::Prefetch(job) => {
                 bars.number(&job.files);
@@ -268,7 +271,8 @@ async fn serve(
                     verdicts.clone(),
                     start.fetch_dir.clone(),
                 ));
-                let (result, swarm) = prefetch(*job, &http, &start.fetch_dir, &handover).await;
+                let (result, swarm) =
+                    prefetch(*job, &http, &start.fetch_dir, &handover, &mut parsed).await;
                 outbox.send(ToParent::PrefetchDone(result));
                 if let Some(swarm) = swarm {
                     // The commit starts now; the mirrors' copies join the swarm meanwhile.
@@ -297,18 +301,44 @@ async fn serve(
     ExitCode::SUCCESS
 }
 
-/// Fetches each requested index into the staging directory (as [`Staged::Index`]).
+/// Indexes this process fetched, parsed while the root process plans the transaction. The
+/// prefetch that follows brings the indexes the root process kept: bytes it has seen need not
+/// be parsed again (about 3 ms for 1,000 files).
+#[derive(Default)]
+struct ParsedIndexes(Vec<(Vec<u8>, Index)>);
+
+impl ParsedIndexes {
+    fn keep(&mut self, bytes: Vec<u8>) {
+        if let Ok((index, _)) = Index::parse(&bytes) {
+            self.0.push((bytes, index));
+        }
+    }
+
+    fn parse(&mut self, bytes: &[u8]) -> Option<Index> {
+        match self.0.iter().position(|(seen, _)| seen == bytes) {
+            Some(at) => Some(self.0.swap_remove(at).1),
+            None => Some(Index::parse(bytes).ok()?.0),
+        }
+    }
+}
+
+/// Fetches each requested index into the staging directory (as [`Staged::Index`]); the
+/// outcomes, and the bytes of those fetched.
 async fn refresh_indexes(
     http: &Http,
     requests: &[IndexRequest],
     fetch_dir: &Path,
-) -> Vec<IndexOutcome> {
+) -> (Vec<IndexOutcome>, Vec<Vec<u8>>) {
     let mut outcomes = Vec::new();
+    let mut fetched = Vec::new();
     for (n, request) in requests.iter().enumerate() {
         let staged = Staged::Index.path(fetch_dir, &n.to_string());
         let outcome = match crate::indexes::fetch(http, &request.urls).await {
-            crate::indexes::Fetched::Index(bytes) => match std::fs::write(&staged, bytes) {
-                Ok(()) => IndexOutcome::Fetched,
+            crate::indexes::Fetched::Index(bytes) => match std::fs::write(&staged, &bytes) {
+                Ok(()) => {
+                    fetched.push(bytes);
+                    IndexOutcome::Fetched
+                }
                 Err(e) => {
                     tracing::info!("{}: {e}", staged.display());
                     IndexOutcome::Failed
@@ -319,7 +349,7 @@ async fn refresh_indexes(
         };
         outcomes.push(outcome);
     }
-    outcomes
+    (outcomes, fetched)
 }
 
 async fn prefetch(
@@ -327,11 +357,12 @@ async fn prefetch(
     http: &Http,
     fetch_dir: &Path,
     handover: &Arc<Handover>,
+    parsed: &mut ParsedIndexes,
 ) -> (Result<Report, Failure>, Option<Swarm>) {
     let indexes = job
         .indexes
         .iter()
-        .filter_map(|(repo, bytes)| Some((repo.clone(), Index::parse(&bytes.0).ok()?.0)))
+        .filter_map(|(repo, bytes)| Some((repo.clone(), parsed.parse(&bytes.0)?)))
         .collect();
     let s = job.swarm;
     let prefetch = Prefetch {
@@ -661,5 +692,35 @@ impl crate::progress::Sink for RemoteBars {
         self.flush();
         self.outbox
             .send(ToParent::Progress(Progress::Finish { peers, mirrors }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(tracker: &str) -> Vec<u8> {
+        Index {
+            trackers: vec![format!("http://127.0.0.1:1/{tracker}")],
+            ..Index::default()
+        }
+        .to_bytes()
+    }
+
+    #[test]
+    fn an_index_parsed_during_the_refresh_is_reused_only_for_the_same_bytes() {
+        let mut parsed = ParsedIndexes::default();
+        let (fetched, other) = (index("fetched"), index("other"));
+        parsed.keep(fetched.clone());
+        parsed.keep(b"<html>".to_vec());
+        assert_eq!(parsed.0.len(), 1, "what does not parse is not kept");
+        // Other bytes are parsed as they are, never answered from what was kept.
+        let trackers = parsed.parse(&other).unwrap().trackers;
+        assert_eq!(trackers, ["http://127.0.0.1:1/other"]);
+        assert_eq!(parsed.0.len(), 1);
+        let trackers = parsed.parse(&fetched).unwrap().trackers;
+        assert_eq!(trackers, ["http://127.0.0.1:1/fetched"]);
+        assert!(parsed.0.is_empty(), "taken, not copied");
+        assert!(parsed.parse(b"garbage").is_none());
     }
 }

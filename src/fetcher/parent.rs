@@ -85,7 +85,7 @@ impl Downloads {
             if let Some(notice) = self.setup.notice {
                 ui::warning(notice);
             }
-            self.running = Some(Fetcher::start(&self.setup, self.interrupt.clone()).await?);
+            self.running = Some(Fetcher::start(&self.setup, self.interrupt.clone())?);
         }
         Ok(self.running.as_mut().expect("just started"))
     }
@@ -134,6 +134,16 @@ impl Drop for Downloads {
     }
 }
 
+/// The indexes a refresh kept, by repo.
+pub type Recorded = HashMap<String, indexes::Loaded>;
+
+/// Indexes asked for and not yet received: proof that an answer is owed, to be taken with
+/// [`Fetcher::receive_indexes`].
+#[must_use = "the child's answer must be received before anything else is asked"]
+pub struct PendingIndexes {
+    stale: Vec<Stale>,
+}
+
 pub struct Fetcher {
     child: Child,
     outbox: ChildSender,
@@ -143,13 +153,17 @@ pub struct Fetcher {
     interrupt: Interrupt,
     /// The signal passed on to the child, and when.
     forwarded: Option<tokio::time::Instant>,
+    /// Whether its greeting came. It is awaited with the first answer, not at the start: a
+    /// request sent before it waits in the pipe, and the child's start-up (about 10 ms)
+    /// overlaps what this process does meanwhile.
+    greeted: bool,
     stopped: bool,
     /// The child stops with this process on Ctrl-Z.
     _follower: Follower,
 }
 
 impl Fetcher {
-    async fn start(setup: &Setup, interrupt: Interrupt) -> Result<Fetcher> {
+    fn start(setup: &Setup, interrupt: Interrupt) -> Result<Fetcher> {
         let dest = setup.dest.clone().map_err(|e| anyhow!(e))?;
         let staging = Staging::of(&dest);
         staging
@@ -211,7 +225,7 @@ impl Fetcher {
         let stderr = std::thread::spawn(move || forward_stderr(stderr));
         let intake = Arc::new(Intake::new(staging, dest, owner));
         let follower = interrupt.follow(child.id());
-        let mut fetcher = Fetcher {
+        let fetcher = Fetcher {
             _follower: follower,
             child,
             outbox,
@@ -220,13 +234,22 @@ impl Fetcher {
             intake,
             interrupt,
             forwarded: None,
+            greeted: false,
             stopped: false,
         };
-        match tokio::time::timeout(Duration::from_secs(30), fetcher.next()).await {
-            Ok(Ok(ToParent::Hello { version: VERSION })) => Ok(fetcher),
-            Ok(Ok(other)) => Err(fetcher.refuse(&format!("{other:?} before its greeting"))),
+        Ok(fetcher)
+    }
+
+    /// The child's greeting, awaited before its first answer.
+    async fn greeting(&mut self) -> Result<()> {
+        match tokio::time::timeout(Duration::from_secs(30), self.receive()).await {
+            Ok(Ok(ToParent::Hello { version: VERSION })) => {
+                self.greeted = true;
+                Ok(())
+            }
+            Ok(Ok(other)) => Err(self.refuse(&format!("{other:?} before its greeting"))),
             Ok(Err(e)) => Err(e.context("the download process did not start")),
-            Err(_) => Err(fetcher.refuse("nothing for 30 s after it started")),
+            Err(_) => Err(self.refuse("nothing for 30 s after it started")),
         }
     }
 
@@ -237,6 +260,14 @@ impl Fetcher {
     /// The next message, with signals passed on to the child while waiting. Lines the child
     /// wants shown are returned too: the caller knows whether progress bars are up.
     async fn next(&mut self) -> Result<ToParent> {
+        if !self.greeted {
+            self.greeting().await?;
+        }
+        self.receive().await
+    }
+
+    /// The next message, greeting or not.
+    async fn receive(&mut self) -> Result<ToParent> {
         loop {
             let deadline = self.forwarded.map(|at| at + GRACE);
             let message = tokio::select! {
@@ -299,7 +330,15 @@ impl Fetcher {
     }
 
     /// Fetches the `stale` indexes and keeps them in `dir`.
-    pub async fn refresh_indexes(&mut self, stale: &[Stale], dir: &Path) -> Result<()> {
+    pub async fn refresh_indexes(&mut self, stale: Vec<Stale>, dir: &Path) -> Result<Recorded> {
+        let pending = self.request_indexes(stale);
+        self.receive_indexes(pending, dir).await
+    }
+
+    /// Asks for the `stale` indexes without waiting: the child fetches them while this process
+    /// goes on (with the planning of the transaction), and [`Fetcher::receive_indexes`] keeps
+    /// them. Nothing else may be asked in between.
+    pub fn request_indexes(&mut self, stale: Vec<Stale>) -> PendingIndexes {
         let requests = stale
             .iter()
             .map(|s| IndexRequest {
@@ -307,6 +346,17 @@ impl Fetcher {
             })
             .collect();
         self.send(ToChild::RefreshIndexes(requests));
+        PendingIndexes { stale }
+    }
+
+    /// The answer to [`Fetcher::request_indexes`]: the indexes it fetched are kept in `dir`,
+    /// and returned by repo.
+    pub async fn receive_indexes(
+        &mut self,
+        pending: PendingIndexes,
+        dir: &Path,
+    ) -> Result<Recorded> {
+        let stale = &pending.stale;
         let outcomes = loop {
             match self.next().await {
                 Ok(ToParent::Say { level, text }) => ui::say(level, &clean(&text)),
@@ -318,6 +368,7 @@ impl Fetcher {
         if let Some(interrupted) = self.interrupted() {
             return Err(interrupted);
         }
+        let mut recorded = Recorded::new();
         for (n, (stale, outcome)) in stale.iter().zip(outcomes).enumerate() {
             let fetched = match outcome {
                 IndexOutcome::Fetched => {
@@ -332,9 +383,11 @@ impl Fetcher {
                 IndexOutcome::PublishesNothing => Fetched::Nothing,
                 IndexOutcome::Failed => Fetched::Failed,
             };
-            indexes::record(dir, stale, fetched);
+            if let Some(loaded) = indexes::record(dir, stale, fetched) {
+                recorded.insert(stale.repo.clone(), loaded);
+            }
         }
-        Ok(())
+        Ok(recorded)
     }
 
     /// Runs the prefetch of `job` in the child, taking each file it offers into the cache.

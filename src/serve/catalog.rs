@@ -285,8 +285,10 @@ impl RepoDb {
         let index = indexes::load(
             std::slice::from_ref(&source),
             &indexes::index_dir(&self.dir),
+            HashMap::new(),
         )
-        .remove(&self.repo);
+        .remove(&self.repo)
+        .map(|loaded| loaded.index);
         if let Some(swarm) = &server.swarm {
             let published = index.as_ref().map(|i| i.trackers.as_slice());
             swarm.set_published_trackers(&self.repo, published.unwrap_or_default());
