@@ -62,9 +62,11 @@ pub struct Http {
     connect_timeout: Duration,
     idle: Duration,
     interrupt: Interrupt,
-    /// Whether the environment's proxy settings apply: not to peers, which are reached
-    /// directly (a LAN seedbox, the other machines of a fleet).
-    proxy: bool,
+    /// Whether this client is for peers: the environment's proxy settings do not apply to
+    /// them, as they are reached directly (a LAN seedbox, the other machines of a fleet), and
+    /// they speak plain HTTP, so no certificate authority is trusted (which spares loading the
+    /// system's certificates a second time).
+    peers: bool,
 }
 
 impl Http {
@@ -74,7 +76,7 @@ impl Http {
             connect_timeout,
             idle: idle_timeout,
             interrupt,
-            proxy: true,
+            peers: false,
         }
     }
 
@@ -86,7 +88,7 @@ impl Http {
             connect_timeout: self.connect_timeout.min(PEER_CONNECT_TIMEOUT),
             idle: self.idle,
             interrupt: self.interrupt.clone(),
-            proxy: false,
+            peers: true,
         }
     }
 
@@ -94,10 +96,10 @@ impl Http {
         self.client
             .get_or_init(|| {
                 let builder = reqwest::Client::builder();
-                let builder = if self.proxy {
-                    builder
+                let builder = if self.peers {
+                    builder.no_proxy().tls_certs_only([])
                 } else {
-                    builder.no_proxy()
+                    builder
                 };
                 builder
                     .connect_timeout(self.connect_timeout)

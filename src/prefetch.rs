@@ -56,6 +56,9 @@ pub struct SwarmPlan {
     pub peers: Vec<String>,
     /// No bytes from the swarm for this long: the file goes to the mirrors.
     pub stall: Duration,
+    /// Whether the session goes on seeding while the run commits (see
+    /// [`PrefetchJob::seed_after`](crate::fetcher::protocol::PrefetchJob::seed_after)).
+    pub seed_after: bool,
 }
 
 /// pacman's rule: a server with this many errors is not tried again in the same run.
@@ -114,7 +117,7 @@ impl Prefetch {
             if missing.iter().any(|f| self.swarm_entry(f).is_some()) {
                 swarm = self.start_swarm(&staging).await;
             }
-            if swarm.is_some() {
+            if swarm.is_some() && self.swarm.seed_after {
                 // What a mirror gives is seeded too: its torrent is the swarm's.
                 self.handover.seed_mirror_copies_of(
                     missing
@@ -273,12 +276,19 @@ impl Prefetch {
             bar.set_active(Source::Peers, true);
             // A peer's HTTP is the quick way or none: one that takes longer than the stall
             // timeout (a capped upload) leaves the file to its torrent, which races the mirrors.
-            let fetched = tokio::time::timeout(
-                self.swarm.stall,
-                self.fetch_staged(&self.peer_http, &url, &part, file, &advance),
-            )
-            .await
-            .unwrap_or(Err(FetchError::Idle(self.swarm.stall)));
+            // Whole over the pipe, as from a mirror, unless a copy is kept to seed.
+            let fetch = async {
+                if self.handover.takes_inline(&file.filename, file.size) {
+                    self.fetch_inline(&self.peer_http, &url, file, &advance)
+                        .await
+                } else {
+                    self.fetch_staged(&self.peer_http, &url, &part, file, &advance)
+                        .await
+                }
+            };
+            let fetched = tokio::time::timeout(self.swarm.stall, fetch)
+                .await
+                .unwrap_or(Err(FetchError::Idle(self.swarm.stall)));
             bar.set_active(Source::Peers, false);
             // A peer that does not have the file (yet), or is at its upload limit, is asked
             // again for the next one; one that does not speak this HTTP or sent a bad copy is not.

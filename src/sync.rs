@@ -110,6 +110,8 @@ pub fn run(args: SyncArgs) -> Result<()> {
     let signatures_checked = files
         .iter()
         .any(|f| f.signature != SignaturePolicy::NotChecked);
+    // The download process goes on seeding during the commit, or stops after the prefetch.
+    let seed_after_prefetch = !args.download_only && settings.seed_while_installing;
 
     // Fetch and verify: every file lands in the cache before the commit, or nothing is installed.
     let cache_dirs = pacman.cache_dirs();
@@ -148,13 +150,14 @@ pub fn run(args: SyncArgs) -> Result<()> {
             swarm: swarm_settings(&settings),
             peers: settings.peers.clone(),
             stall_ms: settings.stall_timeout.as_millis() as u64,
+            seed_after: seed_after_prefetch,
         };
         runtime.block_on(async { downloads.fetcher().await?.prefetch(job).await })?
     } else {
         Report::default()
     };
     let state_dir = settings.state_dir.clone();
-    if args.download_only || !settings.seed_while_installing {
+    if !seed_after_prefetch {
         let uploaded = runtime.block_on(downloads.stop());
         stats::record_prefetch(&state_dir, &as_report(&report), uploaded);
         // With -w alpm's commit ends after checking the keyring and the packages' signatures,

@@ -93,15 +93,19 @@ fn a_seeder_answers_http_on_its_bittorrent_port_for_its_small_files_only() {
 
 /// A repo of `pkgs` with a mirror, a super-seeder (which does not answer HTTP) and a peer
 /// that does (the test bed's HTTP server on the same files, `fault` on every package), and a
-/// run of `pactor -Sy` of them all with both peers as `Peer =` lines.
+/// run of `pactor <op>` of them all with both peers as `Peer =` lines.
 struct Run {
     out: Output,
     mirror: Mirror,
     peer: Mirror,
     installed: usize,
+    /// The package files in the cache.
+    cached: Vec<String>,
 }
 
-fn run_with_http_peer(pkgs: &[Pkg], fault: Option<Fault>) -> Run {
+/// `op` is `-Sy`, or `-Syw`: then the download process stops after the prefetch, and a peer's
+/// small copies come whole over its pipe rather than staged to be seeded.
+fn run_with_http_peer(pkgs: &[Pkg], fault: Option<Fault>, op: &str) -> Run {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("repo");
     repo_with(&dir, pkgs);
@@ -124,12 +128,17 @@ fn run_with_http_peer(pkgs: &[Pkg], fault: Option<Fault>) -> Run {
         seeder.port
     ));
     let names: Vec<String> = pkgs.iter().map(|p| p.name.clone()).collect();
-    let mut args = vec!["-Sy", "--noconfirm"];
+    let mut args = vec![op, "--noconfirm"];
     args.extend(names.iter().map(String::as_str));
     let out = run(env.pactor(&args));
     out.assert_ok();
     Run {
         installed: env.installed().len(),
+        cached: env
+            .cache_files()
+            .into_iter()
+            .filter(|f| f.ends_with(".pkg.tar.zst"))
+            .collect(),
         out,
         mirror,
         peer,
@@ -147,13 +156,22 @@ fn small_pkgs(n: usize) -> Vec<Pkg> {
 /// shows what was asked.
 #[test]
 fn a_run_takes_small_files_from_a_peers_http_and_large_ones_by_bittorrent() {
+    for op in ["-Sy", "-Syw"] {
+        small_over_http_large_by_bittorrent(op);
+    }
+}
+
+fn small_over_http_large_by_bittorrent(op: &str) {
     let small = small_pkgs(6);
     let big = Pkg::new("big", "1.0-1").payload(3_000_000);
     let mut all = small.clone();
     all.push(big.clone());
-    let r = run_with_http_peer(&all, None);
-    assert_eq!(r.installed, all.len());
-    assert_eq!(r.mirror.package_bytes(), 0, "{}", r.out.stdout);
+    let r = run_with_http_peer(&all, None, op);
+    let expected: Vec<String> = all.iter().map(|p| p.filename()).collect();
+    assert_eq!(sorted(r.cached.clone()), sorted(expected), "{op}");
+    let installed = if op == "-Syw" { 0 } else { all.len() };
+    assert_eq!(r.installed, installed, "{op}");
+    assert_eq!(r.mirror.package_bytes(), 0, "{op}: {}", r.out.stdout);
     let asked: Vec<String> = r
         .peer
         .requests()
@@ -176,12 +194,23 @@ fn a_run_takes_small_files_from_a_peers_http_and_large_ones_by_bittorrent() {
 
 /// A peer whose HTTP sends a copy the database refuses is not asked again, and the file comes
 /// from the swarm: a handful of requests at most (those already under way), not one per file.
+/// With `-w` the peer's copies come whole over the download process's pipe, not staged: the
+/// root process judges them the same way.
 #[test]
 fn a_peer_whose_http_sends_a_bad_copy_is_dropped_and_the_swarm_serves_the_file() {
+    for op in ["-Sy", "-Syw"] {
+        a_bad_copy_over_http(op);
+    }
+}
+
+fn a_bad_copy_over_http(op: &str) {
     let small = small_pkgs(12);
-    let r = run_with_http_peer(&small, Some(Fault::Corrupt));
-    assert_eq!(r.installed, small.len());
-    assert_eq!(r.mirror.package_bytes(), 0, "{}", r.out.stdout);
+    let r = run_with_http_peer(&small, Some(Fault::Corrupt), op);
+    let expected: Vec<String> = small.iter().map(|p| p.filename()).collect();
+    assert_eq!(sorted(r.cached.clone()), sorted(expected), "{op}");
+    let installed = if op == "-Syw" { 0 } else { small.len() };
+    assert_eq!(r.installed, installed, "{op}");
+    assert_eq!(r.mirror.package_bytes(), 0, "{op}: {}", r.out.stdout);
     let lies = r
         .peer
         .requests()
@@ -200,4 +229,9 @@ fn a_peer_whose_http_sends_a_bad_copy_is_dropped_and_the_swarm_serves_the_file()
         r.out.stdout,
         r.out.stderr
     );
+}
+
+fn sorted(mut names: Vec<String>) -> Vec<String> {
+    names.sort();
+    names
 }

@@ -392,6 +392,7 @@ async fn prefetch(
             },
             peers: job.peers,
             stall: Duration::from_millis(job.stall_ms),
+            seed_after: job.seed_after,
         },
     };
     match prefetch.run(&job.files).await {

@@ -82,11 +82,16 @@ pub struct PrefetchJob {
     pub files: Vec<PackageFile>,
     pub cache_dirs: Vec<PathBuf>,
     pub parallel: usize,
-    /// The repos' torrent indexes, re-encoded by the parent from what it parsed.
+    /// The repos' torrent indexes, as the parent read and parsed them.
     pub indexes: Vec<(String, Base64)>,
     pub swarm: SwarmSettings,
     pub peers: Vec<String>,
     pub stall_ms: u64,
+    /// Whether the run seeds while it commits: only then are the mirrors' copies of what the
+    /// swarm knows kept and seeded after the prefetch. Otherwise (`-w`, `SeedWhileInstalling
+    /// = no`) the child is stopped right after it, and keeping them would only cost one more
+    /// hashing of every file and their removal while the run waits.
+    pub seed_after: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -605,6 +610,7 @@ mod tests {
             swarm: SwarmSettings::default(),
             peers: vec![],
             stall_ms: 1,
+            seed_after: true,
         }));
         let mut buf = Vec::new();
         write_frame(&mut buf, &job).unwrap();
