@@ -52,6 +52,8 @@ pub struct SwarmPlan {
     /// Torrent indexes by repo name.
     pub indexes: HashMap<String, Index>,
     pub config: SwarmConfig,
+    /// The session, if it was started with `config` before the prefetch.
+    pub started: std::sync::Mutex<Option<Swarm>>,
     /// `Peer =` lines of pactor.conf (`host:port`).
     pub peers: Vec<String>,
     /// No bytes from the swarm for this long: the file goes to the mirrors.
@@ -188,6 +190,13 @@ impl Prefetch {
     }
 
     async fn start_swarm(&self, staging: &Path) -> Option<Swarm> {
+        let started = self.swarm.started.lock().expect("no poisoning").take();
+        if let Some(swarm) = started {
+            for (repo, index) in &self.swarm.indexes {
+                swarm.set_published_trackers(repo, &index.trackers);
+            }
+            return Some(swarm);
+        }
         let mut config = self.swarm.config.clone();
         for index in self.swarm.indexes.values() {
             config.trackers.extend(index.trackers.iter().cloned());

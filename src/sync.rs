@@ -73,20 +73,21 @@ pub fn run(args: SyncArgs) -> Result<()> {
         args.refresh >= 2,
     );
     let refreshed: Vec<String> = stale.iter().map(|s| s.repo.clone()).collect();
-    // The download process starts and fetches them while this process plans: neither needs
-    // the other's work before the prefetch.
+    // The download process starts and fetches them while this process plans (and starts the
+    // swarm the prefetch may need): neither needs the other's work before the prefetch.
+    let swarm = swarm_settings(&settings);
+    let has_targets = !args.targets.is_empty() || args.sysupgrade > 0;
     let pending = match stale.is_empty() {
         true => None,
         false => Some(
             runtime
                 .block_on(downloads.fetcher())?
-                .request_indexes(stale),
+                .request_indexes(stale, has_targets.then(|| swarm.clone())),
         ),
     };
-    let planned = if args.targets.is_empty() && args.sysupgrade == 0 {
-        Ok(Planned::NothingToDo)
-    } else {
-        transaction::plan(&mut alpm, &args)
+    let planned = match has_targets {
+        true => transaction::plan(&mut alpm, &args),
+        false => Ok(Planned::NothingToDo),
     };
     // A signal at one of its questions ended the planning (the questions after it were answered
     // no): the run ends as pacman's does, whatever the planning made of those answers.
@@ -147,7 +148,7 @@ pub fn run(args: SyncArgs) -> Result<()> {
                 .into_iter()
                 .map(|(repo, loaded)| (repo, Base64(loaded.raw)))
                 .collect(),
-            swarm: swarm_settings(&settings),
+            swarm,
             peers: settings.peers.clone(),
             stall_ms: settings.stall_timeout.as_millis() as u64,
             seed_after: seed_after_prefetch,

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::protocol::{
     self, Failure, IndexOutcome, IndexRequest, PrefetchJob, Progress, Refusal, Report, Staged,
-    Start, ToChild, ToParent, VERSION,
+    Start, SwarmSettings, ToChild, ToParent, VERSION,
 };
 use crate::http::Http;
 use crate::index::Index;
@@ -255,13 +255,21 @@ async fn serve(
     );
     let mut kept: Option<(Arc<Swarm>, Arc<Handover>)> = None;
     let mut parsed = ParsedIndexes::default();
+    let mut warm: Option<Swarm> = None;
     while let Some(request) = requests.recv().await {
         match request {
-            ToChild::RefreshIndexes(list) => {
-                let (outcomes, fetched) = refresh_indexes(&http, &list, &start.fetch_dir).await;
+            ToChild::RefreshIndexes { requests, warm_up } => {
+                let (outcomes, fetched) = refresh_indexes(&http, &requests, &start.fetch_dir).await;
                 outbox.send(ToParent::Indexes(outcomes));
-                // Parsed now, while the root process plans the transaction.
+                // Parsed now, while the root process plans the transaction; and the swarm
+                // started, if an index lists files (a failure to start is the prefetch's to
+                // report, when it tries again).
                 fetched.into_iter().for_each(|bytes| parsed.keep(bytes));
+                if let Some(settings) = warm_up.filter(|_| warm.is_none() && parsed.lists_files()) {
+                    warm = Swarm::start(&swarm_config(settings), &start.fetch_dir)
+                        .await
+                        .ok();
+                }
             }
             ToChild::Prefetch(job) => {
                 bars.number(&job.files);
@@ -271,8 +279,15 @@ async fn serve(
                     verdicts.clone(),
                     start.fetch_dir.clone(),
                 ));
-                let (result, swarm) =
-                    prefetch(*job, &http, &start.fetch_dir, &handover, &mut parsed).await;
+                let (result, swarm) = prefetch(
+                    *job,
+                    &http,
+                    &start.fetch_dir,
+                    &handover,
+                    &mut parsed,
+                    warm.take(),
+                )
+                .await;
                 outbox.send(ToParent::PrefetchDone(result));
                 if let Some(swarm) = swarm {
                     // The commit starts now; the mirrors' copies join the swarm meanwhile.
@@ -301,6 +316,22 @@ async fn serve(
     ExitCode::SUCCESS
 }
 
+/// The session of a run's swarm.
+fn swarm_config(s: SwarmSettings) -> SwarmConfig {
+    SwarmConfig {
+        listen: s.listen,
+        dht: s.dht,
+        lsd: s.lsd,
+        trackers: s.trackers,
+        upload_bps: s.upload_bps,
+        download_bps: s.download_bps,
+        peer_limit: None,
+        // What a run fetched it seeds as it was fetched: it is one peer among many.
+        super_seed: false,
+        outgoing_peers: s.outgoing_peers,
+    }
+}
+
 /// Indexes this process fetched, parsed while the root process plans the transaction. The
 /// prefetch that follows brings the indexes the root process kept: bytes it has seen need not
 /// be parsed again (about 3 ms for 1,000 files).
@@ -312,6 +343,11 @@ impl ParsedIndexes {
         if let Ok((index, _)) = Index::parse(&bytes) {
             self.0.push((bytes, index));
         }
+    }
+
+    /// Whether a kept index lists any file: only then may the prefetch want a swarm.
+    fn lists_files(&self) -> bool {
+        self.0.iter().any(|(_, index)| !index.files.is_empty())
     }
 
     fn parse(&mut self, bytes: &[u8]) -> Option<Index> {
@@ -358,13 +394,13 @@ async fn prefetch(
     fetch_dir: &Path,
     handover: &Arc<Handover>,
     parsed: &mut ParsedIndexes,
+    warm: Option<Swarm>,
 ) -> (Result<Report, Failure>, Option<Swarm>) {
     let indexes = job
         .indexes
         .iter()
         .filter_map(|(repo, bytes)| Some((repo.clone(), parsed.parse(&bytes.0)?)))
         .collect();
-    let s = job.swarm;
     let prefetch = Prefetch {
         cache_dirs: job.cache_dirs,
         staging: fetch_dir.to_owned(),
@@ -378,18 +414,8 @@ async fn prefetch(
         handover: handover.clone(),
         swarm: SwarmPlan {
             indexes,
-            config: SwarmConfig {
-                listen: s.listen,
-                dht: s.dht,
-                lsd: s.lsd,
-                trackers: s.trackers,
-                upload_bps: s.upload_bps,
-                download_bps: s.download_bps,
-                peer_limit: None,
-                // What a run fetched it seeds as it was fetched: it is one peer among many.
-                super_seed: false,
-                outgoing_peers: s.outgoing_peers,
-            },
+            config: swarm_config(job.swarm),
+            started: Mutex::new(warm),
             peers: job.peers,
             stall: Duration::from_millis(job.stall_ms),
             seed_after: job.seed_after,

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use super::intake::{Expected, Intake};
 use super::protocol::{
     self, Failure, FrameError, IndexOutcome, IndexRequest, Level, MAX_INLINE_FILE, PrefetchJob,
-    Progress, Refusal, Report, Staged, Start, ToChild, ToParent, VERSION, clean,
+    Progress, Refusal, Report, Staged, Start, SwarmSettings, ToChild, ToParent, VERSION, clean,
 };
 use super::sandbox::{self, Plan, Staging};
 use super::sender::ChildSender;
@@ -331,21 +331,26 @@ impl Fetcher {
 
     /// Fetches the `stale` indexes and keeps them in `dir`.
     pub async fn refresh_indexes(&mut self, stale: Vec<Stale>, dir: &Path) -> Result<Recorded> {
-        let pending = self.request_indexes(stale);
+        let pending = self.request_indexes(stale, None);
         self.receive_indexes(pending, dir).await
     }
 
     /// Asks for the `stale` indexes without waiting: the child fetches them while this process
     /// goes on (with the planning of the transaction), and [`Fetcher::receive_indexes`] keeps
-    /// them. Nothing else may be asked in between.
-    pub fn request_indexes(&mut self, stale: Vec<Stale>) -> PendingIndexes {
+    /// them. Nothing else may be asked in between. With `warm_up`, the child also starts the
+    /// swarm of the prefetch to come meanwhile, if an index lists files.
+    pub fn request_indexes(
+        &mut self,
+        stale: Vec<Stale>,
+        warm_up: Option<SwarmSettings>,
+    ) -> PendingIndexes {
         let requests = stale
             .iter()
             .map(|s| IndexRequest {
                 urls: s.urls.clone(),
             })
             .collect();
-        self.send(ToChild::RefreshIndexes(requests));
+        self.send(ToChild::RefreshIndexes { requests, warm_up });
         PendingIndexes { stale }
     }
 

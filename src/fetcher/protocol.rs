@@ -97,7 +97,13 @@ pub struct PrefetchJob {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToChild {
     Start(Start),
-    RefreshIndexes(Vec<IndexRequest>),
+    RefreshIndexes {
+        requests: Vec<IndexRequest>,
+        /// The swarm of the prefetch that will follow, if one may: started as soon as an index
+        /// that lists files is in, while the root process plans (the session takes about 3 ms
+        /// to start). The prefetch's own settings must be these.
+        warm_up: Option<SwarmSettings>,
+    },
     Prefetch(Box<PrefetchJob>),
     /// The parent's word on a [`ToParent::Ready`] file: in the cache, or why not.
     Verdict {
