@@ -75,14 +75,14 @@ pub fn run(args: SyncArgs) -> Result<()> {
     let refreshed: Vec<String> = stale.iter().map(|s| s.repo.clone()).collect();
     // The download process starts and fetches them while this process plans (and starts the
     // swarm the prefetch may need): neither needs the other's work before the prefetch.
-    let swarm = swarm_settings(&settings);
     let has_targets = !args.targets.is_empty() || args.sysupgrade > 0;
+    let warm_up = (has_targets && !stale.is_empty()).then(|| swarm_settings(&settings));
     let pending = match stale.is_empty() {
         true => None,
         false => Some(
             runtime
                 .block_on(downloads.fetcher())?
-                .request_indexes(stale, has_targets.then(|| swarm.clone())),
+                .request_indexes(stale, warm_up.clone()),
         ),
     };
     let planned = match has_targets {
@@ -148,7 +148,8 @@ pub fn run(args: SyncArgs) -> Result<()> {
                 .into_iter()
                 .map(|(repo, loaded)| (repo, Base64(loaded.raw)))
                 .collect(),
-            swarm,
+            // The settings the swarm was started with, if it was.
+            swarm: warm_up.unwrap_or_else(|| swarm_settings(&settings)),
             peers: settings.peers.clone(),
             stall_ms: settings.stall_timeout.as_millis() as u64,
             seed_after: seed_after_prefetch,
