@@ -285,16 +285,7 @@ impl Prefetch {
             bar.set_active(Source::Peers, true);
             // A peer's HTTP is the quick way or none: one that takes longer than the stall
             // timeout (a capped upload) leaves the file to its torrent, which races the mirrors.
-            // Whole over the pipe, as from a mirror, unless a copy is kept to seed.
-            let fetch = async {
-                if self.handover.takes_inline(&file.filename, file.size) {
-                    self.fetch_inline(&self.peer_http, &url, file, &advance)
-                        .await
-                } else {
-                    self.fetch_staged(&self.peer_http, &url, &part, file, &advance)
-                        .await
-                }
-            };
+            let fetch = self.fetch_copy(&self.peer_http, &url, &part, file, &advance, 0);
             let fetched = tokio::time::timeout(self.swarm.stall, fetch)
                 .await
                 .unwrap_or(Err(FetchError::Idle(self.swarm.stall)));
@@ -593,15 +584,9 @@ impl Prefetch {
                     let _ = std::fs::remove_file(&part);
                 }
                 let started = Instant::now();
-                // A small file with nothing to resume comes whole over the pipe: no staging
-                // file to create and remove.
-                let fetched =
-                    if resumed_from == 0 && self.handover.takes_inline(&file.filename, file.size) {
-                        self.fetch_inline(&self.http, &url, file, &advance).await
-                    } else {
-                        self.fetch_staged(&self.http, &url, &part, file, &advance)
-                            .await
-                    };
+                let fetched = self
+                    .fetch_copy(&self.http, &url, &part, file, &advance, resumed_from)
+                    .await;
                 match fetched {
                     Ok((fetched, placed)) => {
                         self.mirror_rate
@@ -643,7 +628,26 @@ impl Prefetch {
         Err(last_error)
     }
 
-    /// One mirror transfer into the staging directory, offered to the root process, which
+    /// One transfer of `file` from `url` (a mirror's or a peer's), `resumed_from` bytes of it
+    /// already in `part`. A small file with nothing to resume comes whole over the pipe, with
+    /// no staging file to create and remove, unless a copy is kept to seed.
+    async fn fetch_copy(
+        &self,
+        http: &Http,
+        url: &str,
+        part: &Path,
+        file: &PackageFile,
+        advance: &(dyn Fn(u64) + Send + Sync),
+        resumed_from: u64,
+    ) -> Result<(Fetched, Result<(), Refusal>), FetchError> {
+        if resumed_from == 0 && self.handover.takes_inline(&file.filename, file.size) {
+            self.fetch_inline(http, url, file, advance).await
+        } else {
+            self.fetch_staged(http, url, part, file, advance).await
+        }
+    }
+
+    /// One transfer into the staging directory, offered to the root process, which
     /// hashes its copy of the file (while the bytes arrive), or the file itself once taken,
     /// and judges it against the database; the size is checked here.
     async fn fetch_staged(
@@ -664,7 +668,7 @@ impl Prefetch {
         Ok((fetched, placed))
     }
 
-    /// One mirror transfer into memory, sent whole to the root process to judge and place.
+    /// One transfer into memory, sent whole to the root process to judge and place.
     async fn fetch_inline(
         &self,
         http: &Http,

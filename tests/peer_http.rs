@@ -167,11 +167,7 @@ fn small_over_http_large_by_bittorrent(op: &str) {
     let mut all = small.clone();
     all.push(big.clone());
     let r = run_with_http_peer(&all, None, op);
-    let expected: Vec<String> = all.iter().map(|p| p.filename()).collect();
-    assert_eq!(sorted(r.cached.clone()), sorted(expected), "{op}");
-    let installed = if op == "-Syw" { 0 } else { all.len() };
-    assert_eq!(r.installed, installed, "{op}");
-    assert_eq!(r.mirror.package_bytes(), 0, "{op}: {}", r.out.stdout);
+    r.assert_all_fetched_from_peers(&all, op);
     let asked: Vec<String> = r
         .peer
         .requests()
@@ -206,11 +202,7 @@ fn a_peer_whose_http_sends_a_bad_copy_is_dropped_and_the_swarm_serves_the_file()
 fn a_bad_copy_over_http(op: &str) {
     let small = small_pkgs(12);
     let r = run_with_http_peer(&small, Some(Fault::Corrupt), op);
-    let expected: Vec<String> = small.iter().map(|p| p.filename()).collect();
-    assert_eq!(sorted(r.cached.clone()), sorted(expected), "{op}");
-    let installed = if op == "-Syw" { 0 } else { small.len() };
-    assert_eq!(r.installed, installed, "{op}");
-    assert_eq!(r.mirror.package_bytes(), 0, "{op}: {}", r.out.stdout);
+    r.assert_all_fetched_from_peers(&small, op);
     let lies = r
         .peer
         .requests()
@@ -231,7 +223,17 @@ fn a_bad_copy_over_http(op: &str) {
     );
 }
 
-fn sorted(mut names: Vec<String>) -> Vec<String> {
-    names.sort();
-    names
+impl Run {
+    /// Every one of `pkgs` is in the cache (and installed, unless `op` is `-Syw`), and the
+    /// mirror sent none of them.
+    fn assert_all_fetched_from_peers(&self, pkgs: &[Pkg], op: &str) {
+        let mut expected: Vec<String> = pkgs.iter().map(|p| p.filename()).collect();
+        expected.sort();
+        let mut cached = self.cached.clone();
+        cached.sort();
+        assert_eq!(cached, expected, "{op}");
+        let installed = if op == "-Syw" { 0 } else { pkgs.len() };
+        assert_eq!(self.installed, installed, "{op}");
+        assert_eq!(self.mirror.package_bytes(), 0, "{op}: {}", self.out.stdout);
+    }
 }

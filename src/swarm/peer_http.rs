@@ -30,7 +30,6 @@ use axum::body::Body;
 use axum::http::{Method, Request, Response, StatusCode, header};
 use futures_util::StreamExt;
 use librqbit::{ForeignConnection, Session};
-
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The largest file asked for and served over HTTP. Below this a torrent's fixed cost (a few
