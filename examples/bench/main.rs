@@ -10,6 +10,7 @@
 
 #[path = "../../tests/bed/mod.rs"]
 mod bed;
+mod machine;
 mod measure;
 mod plot;
 mod report;
@@ -64,6 +65,15 @@ fn main() {
     options.out = std::path::absolute(&options.out).expect("output directory");
     let started = std::time::Instant::now();
     let runs = scenarios::run_all(&options);
+    // After the scenarios, so that it cannot slow them: how far this machine's memory goes
+    // at full speed, which a fleet simulated on it may run past.
+    let memory = match runs.iter().any(|r| r.scenario == "fleet") && !options.quick {
+        true => {
+            eprintln!(":: probing how fast the scratch filesystem takes fresh memory");
+            machine::probe_fresh_memory(&std::env::temp_dir())
+        }
+        false => Vec::new(),
+    };
     let elapsed = started.elapsed();
-    report::write(&options, &runs, elapsed);
+    report::write(&options, &runs, &memory, elapsed);
 }

@@ -6,22 +6,27 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::Options;
+use crate::machine::Step;
 use crate::measure::{median, percentile};
 use crate::scenarios::{Contender, Run};
 use crate::workload::Kind;
 
 const MB: f64 = 1_000_000.0;
 
-pub fn write(options: &Options, runs: &[Run], elapsed: Duration) {
+pub fn write(options: &Options, runs: &[Run], memory: &[Step], elapsed: Duration) {
     let dir = options.out.join("bench");
     std::fs::create_dir_all(&dir).expect("bench output directory");
     let json = serde_json::to_string_pretty(runs).expect("runs serialize");
     std::fs::write(dir.join("results.json"), json + "\n").expect("results.json");
+    if !memory.is_empty() {
+        let json = serde_json::to_string_pretty(memory).expect("steps serialize");
+        std::fs::write(dir.join("memory-probe.json"), json + "\n").expect("memory-probe.json");
+    }
     let fleet = FleetTable::from(runs);
     if !fleet.rows.is_empty() {
         crate::plot::fleet(&fleet, &dir);
     }
-    let text = markdown(options, runs, &fleet, elapsed);
+    let text = markdown(options, runs, &fleet, memory, elapsed);
     std::fs::write(options.out.join("BENCHMARKS.md"), text).expect("BENCHMARKS.md");
     eprintln!(
         ":: wrote {} and {}",
@@ -53,6 +58,8 @@ pub struct FleetRow {
     /// The slowest client's time.
     pub max: f64,
     pub failed: usize,
+    /// The most bytes the fleet's run held on the scratch filesystem.
+    pub scratch_peak: u64,
 }
 
 pub struct FleetTable {
@@ -86,6 +93,7 @@ impl FleetTable {
                     cpu: clients.iter().map(|r| r.cpu_s).sum(),
                     max: times.iter().copied().fold(0.0, f64::max),
                     failed: clients.iter().filter(|r| !r.ok).count(),
+                    scratch_peak: first.scratch_peak_bytes,
                 });
             }
         }
@@ -106,7 +114,13 @@ struct Target {
     met: bool,
 }
 
-fn markdown(options: &Options, runs: &[Run], fleet: &FleetTable, elapsed: Duration) -> String {
+fn markdown(
+    options: &Options,
+    runs: &[Run],
+    fleet: &FleetTable,
+    memory: &[Step],
+    elapsed: Duration,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# pactor benchmarks\n");
     let _ = writeln!(
@@ -121,7 +135,7 @@ fn markdown(options: &Options, runs: &[Run], fleet: &FleetTable, elapsed: Durati
         if options.quick { " --quick" } else { "" },
         options.reps
     );
-    let _ = writeln!(out, "{}\n", machine(options));
+    let _ = writeln!(out, "{}\n", crate::machine::describe(options));
     let _ = writeln!(
         out,
         "Whole run: {:.0} minutes. Workloads: **typical -Syu** (150 packages, log-normal sizes, \
@@ -153,7 +167,7 @@ fn markdown(options: &Options, runs: &[Run], fleet: &FleetTable, elapsed: Durati
 
     ceiling_section(&mut out, runs);
     congested_section(&mut out, runs);
-    fleet_section(&mut out, fleet);
+    fleet_section(&mut out, fleet, memory);
     nothing_section(&mut out, runs);
     // What the numbers say, where the targets are not met and why: written by hand after a
     // full run, kept beside the harness so that one command still writes the whole page.
@@ -161,54 +175,6 @@ fn markdown(options: &Options, runs: &[Run], fleet: &FleetTable, elapsed: Durati
         let _ = writeln!(out, "{}", include_str!("notes.md").trim_end());
     }
     out
-}
-
-fn machine(options: &Options) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let commit = std::process::Command::new("git")
-        .args(["describe", "--always", "--dirty"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    format!(
-        "Machine: {cores} cores ({cpu}), Linux {}; pactor at commit `{commit}`. Repos on {}; \
-         roots, caches and the seeders' files on {}.",
-        kernel.trim(),
-        filesystem(&options.work),
-        filesystem(&std::env::temp_dir())
-    )
-}
-
-/// The filesystem `dir` is on, and for ext4 whether it has a journal: without one, ext4 scans
-/// recently deleted inodes at every file it creates, which weighs on whoever creates most.
-fn filesystem(dir: &std::path::Path) -> String {
-    let found = std::process::Command::new("findmnt")
-        .args(["-n", "-o", "SOURCE,FSTYPE", "-T"])
-        .arg(dir)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let mut parts = found.split_whitespace();
-    let (Some(source), Some(fstype)) = (parts.next(), parts.next()) else {
-        return "an unknown filesystem".into();
-    };
-    let device = source.rsplit('/').next().unwrap_or(source);
-    let journal = std::fs::read_to_string(format!("/sys/fs/ext4/{device}/journal_task"))
-        .map(|task| task.trim() != "<none>");
-    match (fstype, journal) {
-        ("ext4", Ok(true)) => format!("ext4 with a journal ({source})"),
-        ("ext4", Ok(false)) => format!("ext4 without a journal ({source})"),
-        _ => format!("{fstype} ({source})"),
-    }
 }
 
 fn ceiling_section(out: &mut String, runs: &[Run]) {
@@ -315,7 +281,7 @@ fn congested_section(out: &mut String, runs: &[Run]) {
     let _ = writeln!(out);
 }
 
-fn fleet_section(out: &mut String, fleet: &FleetTable) {
+fn fleet_section(out: &mut String, fleet: &FleetTable, memory: &[Step]) {
     if fleet.rows.is_empty() {
         return;
     }
@@ -327,16 +293,18 @@ fn fleet_section(out: &mut String, fleet: &FleetTable) {
          update size (HTTP alone: 1.0, every client fetches everything from the mirror). \
          The clients' CPU is what all K used together; over the slowest client's time, it is \
          how many of the machine's two cores the clients kept busy on average (the seedbox, the \
-         mirror and the tracker use the same cores).\n"
+         mirror and the tracker use the same cores). Held at peak is the most the fleet's run \
+         added to the tmpfs that holds the clients' roots and caches: the clients' files, in \
+         the machine's memory.\n"
     );
     let _ = writeln!(
         out,
-        "| K | contender | p50 (s) | p95 (s) | origin bytes / (K x update) | clients' CPU (s) | cores busy |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+        "| K | contender | p50 (s) | p95 (s) | origin bytes / (K x update) | clients' CPU (s) | cores busy | held at peak (GB) |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for row in &fleet.rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} |{}",
+            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.1} |{}",
             row.k,
             row.contender.label(),
             row.p50,
@@ -344,11 +312,24 @@ fn fleet_section(out: &mut String, fleet: &FleetTable) {
             row.origin,
             row.cpu,
             row.cpu / row.max,
+            row.scratch_peak as f64 / 1e9,
             if row.failed > 0 {
                 format!(" {} client(s) failed", row.failed)
             } else {
                 String::new()
             }
+        );
+    }
+    if !memory.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nFresh memory on this machine, probed after the scenarios ([`bench/memory-probe.json`](bench/memory-probe.json)): \
+             a file written to the same tmpfs in steps of 512 MiB went at {} GB/s, step after step.",
+            memory
+                .iter()
+                .map(|s| format!("{:.2}", s.gb_per_s))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let _ = writeln!(

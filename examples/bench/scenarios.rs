@@ -64,6 +64,9 @@ pub struct Run {
     /// fleet: during the whole fleet's run, the same on each of its clients).
     pub mirror_bytes: u64,
     pub seeder_bytes: u64,
+    /// For a fleet: the most bytes its run added to the scratch filesystem (the clients'
+    /// files, in memory on a tmpfs), the same on each of its clients.
+    pub scratch_peak_bytes: u64,
 }
 
 pub fn run_all(options: &Options) -> Vec<Run> {
@@ -340,6 +343,7 @@ fn fleet_run(options: &Options, services: &Services, contender: Contender, k: us
     services.mirror.clear_log();
     let uploaded = services.seeder_bytes();
     let log = log_path(options, "fleet", contender);
+    let scratch = crate::machine::PeakUse::follow(&std::env::temp_dir());
     let mut commands: Vec<Command> = envs
         .iter()
         .map(|env| command(env, services, contender))
@@ -355,6 +359,7 @@ fn fleet_run(options: &Options, services: &Services, contender: Contender, k: us
             .collect();
         waits.into_iter().map(|w| w.join().unwrap()).collect()
     });
+    let scratch_peak_bytes = scratch.end();
     let origin = (
         services.mirror.package_bytes(),
         services.seeder_bytes() - uploaded,
@@ -366,6 +371,7 @@ fn fleet_run(options: &Options, services: &Services, contender: Contender, k: us
             m.ok &= complete(env, services.workload);
             let mut run = record("fleet", services.workload, contender, 1, k, 0, m, origin);
             run.rep = i;
+            run.scratch_peak_bytes = scratch_peak_bytes;
             run
         })
         .collect()
@@ -401,5 +407,6 @@ fn record(
         update_bytes: workload.total,
         mirror_bytes,
         seeder_bytes,
+        scratch_peak_bytes: 0,
     }
 }
