@@ -91,6 +91,55 @@ fn a_seeder_answers_http_on_its_bittorrent_port_for_its_small_files_only() {
     );
 }
 
+/// A seeder serves at most 64 peers' HTTP connections at once (`MAX_CONNECTIONS` in
+/// src/swarm/peer_http.rs): one more is closed unanswered, and a slot given back is served
+/// again. Anyone can connect to a seeder's BitTorrent port.
+#[test]
+fn a_seeder_serves_a_bounded_number_of_http_connections_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let small = Pkg::new("small", "1.0-1").payload(30_000);
+    repo_with(&dir, std::slice::from_ref(&small));
+    let conf = tmp.path().join("seeder.conf");
+    write_pactor_conf(&conf, "");
+    let seeder = SeedProcess::dir(&dir, &conf);
+    seeder.wait_seeding(1);
+    let path = format!("/{}", small.filename());
+    let answered = || http(seeder.port, "GET", &path).map(|(status, _)| status);
+    assert_eq!(answered(), Some(200));
+
+    // Requests begun and never finished: each holds its connection's slot until the header
+    // timeout (10 s).
+    let held: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut stream = TcpStream::connect(("127.0.0.1", seeder.port)).unwrap();
+            stream.write_all(b"GET /").unwrap();
+            stream
+        })
+        .collect();
+    // They reach the HTTP server one by one: until the last does, a request may still find
+    // a slot.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while answered().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a 65th connection is still served"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(answered(), None, "a connection over the limit is closed");
+
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while answered() != Some(200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slots given back are not served again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A repo of `pkgs` with a mirror, a super-seeder (which does not answer HTTP) and a peer
 /// that does (the test bed's HTTP server on the same files, `fault` on every package), and a
 /// run of `pactor <op>` of them all with both peers as `Peer =` lines.

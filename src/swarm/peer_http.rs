@@ -12,8 +12,8 @@
 //! Trust does not change: a file from a peer's HTTP is judged like any mirror copy, by the root
 //! process against the sync database's sha256, and a peer that sent a bad one is not asked
 //! again. What is served is bounded: only files this process seeds (looked up by name, never
-//! a path taken from the request), only up to [`SMALL_FILE`] bytes, only `GET` and `HEAD`, and
-//! under the session's upload limit. A super-seeder serves none: it exists to send each piece
+//! a path taken from the request), only up to [`SMALL_FILE`] bytes, only `GET` and `HEAD`,
+//! under the session's upload limit, and to [`MAX_CONNECTIONS`] connections at once. A super-seeder serves none: it exists to send each piece
 //! once, and whole files over HTTP to every client that asks would send them K times.
 
 use std::collections::HashMap;
@@ -38,8 +38,15 @@ use tokio::sync::mpsc::UnboundedReceiver;
 pub const SMALL_FILE: u64 = 1024 * 1024;
 
 /// A request's headers must arrive within this; a peer that connects and says nothing is
-/// dropped.
+/// dropped, and so is a kept-alive connection idle this long (hyper starts the timer as it
+/// waits for the next request).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// At most this many peers' connections are served at once; one more is closed unanswered
+/// (its client leaves this peer to BitTorrent). Each holds a task and, while it sends, a file
+/// of up to [`SMALL_FILE`] in memory, and anyone can connect; an idle one is closed after
+/// [`HEADER_TIMEOUT`], so a slot is not held for long by a client that says nothing.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// Bytes taken from the upload limit at a time, as librqbit takes them per block.
 const LIMIT_CHUNK: usize = 16 * 1024;
@@ -78,9 +85,21 @@ pub(super) fn serve(
     session: Weak<Session>,
     mut connections: UnboundedReceiver<ForeignConnection>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         while let Some(connection) = connections.recv().await {
-            tokio::spawn(serve_connection(connection, shelf.clone(), session.clone()));
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!(
+                    "HTTP from peer {}: {MAX_CONNECTIONS} connections served already; closed",
+                    connection.addr
+                );
+                continue;
+            };
+            let (shelf, session) = (shelf.clone(), session.clone());
+            tokio::spawn(async move {
+                serve_connection(connection, shelf, session).await;
+                drop(slot);
+            });
         }
     });
 }
