@@ -264,6 +264,31 @@ fn pacman_syu_through_serve_installs_from_the_swarm_and_serve_seeds_it_back() {
         );
     }
 
+    // It also answers its peers' HTTP on that port for the small files it seeds, as every
+    // pactor peer does (src/swarm/peer_http.rs); a large one goes by BitTorrent only.
+    let [foo, bar] = &v2;
+    assert!(size(b.repo.path(bar)) <= 1024 * 1024, "bar is a small file");
+    let expected = std::fs::read(b.repo.path(bar)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = http(serve.peer_port, "GET", &format!("/{}", bar.filename()));
+        if let Some((200, body)) = &answer {
+            assert!(*body == expected, "{} bytes over HTTP", body.len());
+            break;
+        }
+        // serve seeds what it served once it has hashed it.
+        assert!(
+            Instant::now() < deadline,
+            "serve's peer port answered {:?} for a file it served",
+            answer.map(|a| a.0)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        http(serve.peer_port, "GET", &format!("/{}", foo.filename())).map(|a| a.0),
+        Some(404)
+    );
+
     // What serve served, it seeds: with the original seeder gone, another machine's pactor
     // gets the release from serve's peer port alone.
     drop(seeder);

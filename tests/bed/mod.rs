@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod env;
+pub mod http;
 pub mod mirror;
 pub mod peer;
 pub mod pkg;
@@ -17,6 +18,7 @@ pub use env::{
     Output, TestEnv, copy_executable, download_processes, ensure_user, pactor_bin, proc_status,
     run, run_with_stdin, uid_of, write_pactor_conf,
 };
+pub use http::http;
 pub use mirror::{Fault, Mirror, Request};
 pub use peer::{BadPeer, Behaviour, Unanswering};
 pub use pkg::Pkg;
