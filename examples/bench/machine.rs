@@ -1,7 +1,7 @@
 //! The machine the benchmarks ran on: what it is, and how fast it writes memory it has not
 //! written lately, which is what a fleet simulated on one machine runs into.
 //!
-//! The clients, seeders and mirror keep their files on a tmpfs, that is in memory. On the
+//! The clients keep their roots and caches on a tmpfs, that is in memory. On the
 //! virtual machines these benchmarks were written on, the first few GB written go at memcpy
 //! speed and the rest at about 0.1 GB/s, whatever was freed just before (the host backs the
 //! guest's memory as it is touched). A fleet of 16 clients of a 300 MB update holds about
@@ -35,7 +35,7 @@ pub fn describe(options: &crate::Options) -> String {
         .unwrap_or_default();
     format!(
         "Machine: {cores} cores ({cpu}), Linux {}; pactor at commit `{commit}`. Repos on {}; \
-         roots, caches and the seeders' files on {}.",
+         roots, caches and the seeders' state on {}.",
         kernel.trim(),
         filesystem(&options.work),
         filesystem(&std::env::temp_dir())
@@ -136,11 +136,12 @@ pub fn probe_fresh_memory(dir: &Path) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
     let mut written = 0;
     let mut slow = 0;
-    while written + STEP <= room && slow < 2 && started.elapsed() < Duration::from_secs(60) {
+    'probe: while written + STEP <= room && slow < 2 && started.elapsed() < Duration::from_secs(60)
+    {
         let step_started = Instant::now();
         for _ in 0..STEP / chunk.len() as u64 {
             if file.write_all(&chunk).is_err() {
-                break;
+                break 'probe;
             }
         }
         written += STEP;
