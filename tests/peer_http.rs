@@ -121,6 +121,41 @@ fn a_seeder_serves_a_bounded_number_of_http_connections_at_once() {
     }
 }
 
+/// A peer that asks for files and then reads nothing does not hold its connection (and one of
+/// the 64 slots) for ever: once the answer has made no progress for 10 s (`WRITE_TIMEOUT` in
+/// src/swarm/peer_http.rs) the seeder drops it, and the client finds the answer cut short when it
+/// finally reads. Had the seeder waited, the client would read every file it asked for. Ten
+/// pipelined requests for a file of 900 KB ask for more than the two sockets' buffers hold.
+#[test]
+fn a_seeder_drops_a_peer_that_takes_none_of_its_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let small = Pkg::new("small", "1.0-1").payload(900_000);
+    let repo = repo_with(&dir, std::slice::from_ref(&small));
+    let size = std::fs::metadata(repo.path(&small)).unwrap().len();
+    assert!(size <= 1024 * 1024, "a file served over HTTP");
+    let conf = tmp.path().join("seeder.conf");
+    write_pactor_conf(&conf, "");
+    let seeder = SeedProcess::dir(&dir, &conf);
+    seeder.wait_seeding(1);
+
+    let mut stream = TcpStream::connect(("127.0.0.1", seeder.port)).unwrap();
+    let request = format!("GET /{} HTTP/1.1\r\nHost: peer\r\n\r\n", small.filename());
+    stream.write_all(request.repeat(10).as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_secs(13));
+
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200") && (answer.len() as u64) < 10 * size,
+        "{} bytes for ten files of {size}: the seeder should have given up on the answer",
+        answer.len()
+    );
+}
+
 /// A repo of `pkgs` with a mirror, a super-seeder (which does not answer HTTP) and a peer
 /// that does (the test bed's HTTP server on the same files, `fault` on every package), and a
 /// run of `pactor <op>` of them all with both peers as `Peer =` lines.

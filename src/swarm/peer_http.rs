@@ -42,10 +42,15 @@ pub const SMALL_FILE: u64 = 1024 * 1024;
 /// waits for the next request).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A response that cannot make progress for this long (the peer asked and takes no byte) is
+/// abandoned with its connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// At most this many peers' connections are served at once; one more is closed unanswered
 /// (its client leaves this peer to BitTorrent). Each holds a task and, while it sends, a file
-/// of up to [`SMALL_FILE`] in memory, and anyone can connect; an idle one is closed after
-/// [`HEADER_TIMEOUT`], so a slot is not held for long by a client that says nothing.
+/// of up to [`SMALL_FILE`] in memory, and anyone can connect; one whose peer says nothing for
+/// [`HEADER_TIMEOUT`] or reads nothing for [`WRITE_TIMEOUT`] is closed, so no client holds a
+/// slot for long without using it.
 pub const MAX_CONNECTIONS: usize = 64;
 
 /// Bytes taken from the upload limit at a time, as librqbit takes them per block.
@@ -116,7 +121,9 @@ async fn serve_connection(
         writer,
     } = connection;
     let reader = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(prefix), reader);
-    let io = tokio::io::join(reader, writer);
+    let mut writer = tokio_io_timeout::TimeoutWriter::new(writer);
+    writer.set_timeout(Some(WRITE_TIMEOUT));
+    let io = tokio::io::join(reader, Box::pin(writer));
     let service = hyper::service::service_fn(move |request| {
         let (shelf, session) = (shelf.clone(), session.clone());
         async move { Ok::<_, Infallible>(answer(&shelf, &session, &request).await) }
