@@ -13,8 +13,9 @@
 //! process against the sync database's sha256, and a peer that sent a bad one is not asked
 //! again. What is served is bounded: only files this process seeds (looked up by name, never
 //! a path taken from the request), only up to [`SMALL_FILE`] bytes, only `GET` and `HEAD`,
-//! under the session's upload limit, and to [`MAX_CONNECTIONS`] connections at once. A super-seeder serves none: it exists to send each piece
-//! once, and whole files over HTTP to every client that asks would send them K times.
+//! under the session's upload limit, and to [`MAX_CONNECTIONS`] connections at once. A
+//! super-seeder serves none: it exists to send each piece once, and whole files over HTTP to
+//! every client that asks would send them K times.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
