@@ -142,7 +142,9 @@ fn a_seeder_drops_a_peer_that_takes_none_of_its_answer() {
     let mut stream = TcpStream::connect(("127.0.0.1", seeder.port)).unwrap();
     let request = format!("GET /{} HTTP/1.1\r\nHost: peer\r\n\r\n", small.filename());
     stream.write_all(request.repeat(10).as_bytes()).unwrap();
-    std::thread::sleep(Duration::from_secs(13));
+    // The seeder's writes block within milliseconds; the wait leaves its 10 s a wide margin on
+    // a loaded machine (a read before the timeout would let the whole answer through).
+    std::thread::sleep(Duration::from_secs(16));
 
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
