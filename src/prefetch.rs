@@ -189,27 +189,24 @@ impl Prefetch {
         crate::indexes::entry_for(&self.swarm.indexes, file)
     }
 
+    /// The session started during the planning, or one started now with the same settings;
+    /// either way its torrents announce to the indexes' trackers after the configured ones.
     async fn start_swarm(&self, staging: &Path) -> Option<Swarm> {
         let started = self.swarm.started.lock().expect("no poisoning").take();
-        if let Some(swarm) = started {
-            for (repo, index) in &self.swarm.indexes {
-                swarm.set_published_trackers(repo, &index.trackers);
-            }
-            return Some(swarm);
+        let swarm = match started {
+            Some(swarm) => swarm,
+            None => match Swarm::start(&self.swarm.config, staging).await {
+                Ok(swarm) => swarm,
+                Err(e) => {
+                    crate::ui::warning(&format!("{e:#}; using the mirrors only"));
+                    return None;
+                }
+            },
+        };
+        for (repo, index) in &self.swarm.indexes {
+            swarm.set_published_trackers(repo, &index.trackers);
         }
-        let mut config = self.swarm.config.clone();
-        for index in self.swarm.indexes.values() {
-            config.trackers.extend(index.trackers.iter().cloned());
-        }
-        config.trackers.sort();
-        config.trackers.dedup();
-        match Swarm::start(&config, staging).await {
-            Ok(swarm) => Some(swarm),
-            Err(e) => {
-                crate::ui::warning(&format!("{e:#}; using the mirrors only"));
-                None
-            }
-        }
+        Some(swarm)
     }
 
     /// `Peer =` lines and the peer hints of the indexes involved, resolved.
