@@ -50,6 +50,12 @@ pub enum FetchError {
 /// BitTorrent port as long).
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Files from this size up are fetched on the bulk runtime ([`Http::with_bulk`]), where
+/// their connection's task and the file writer run side by side. Below it, a transfer is over
+/// before that pays for the wake-ups between runtimes: a typical -Syu (150 files, median
+/// 400 KB) took 387 -> 429 ms over HTTP with every file there.
+const BULK_MIN: u64 = 8 << 20;
+
 /// Fewer bytes than this in a whole idle timeout is no transfer at all.
 pub const IDLE_FLOOR: u64 = 1024;
 
@@ -67,6 +73,16 @@ pub struct Http {
     /// they speak plain HTTP, so no certificate authority is trusted (which spares loading the
     /// system's certificates a second time).
     peers: bool,
+    /// Where transfers into files run, if not on the caller's runtime ([`Http::with_bulk`]).
+    bulk: Option<Bulk>,
+}
+
+/// A runtime for transfers into files, with a client of its own: a pooled connection's task
+/// runs on the runtime that opened it, so the two kinds of transfer keep apart.
+#[derive(Clone)]
+struct Bulk {
+    runtime: tokio::runtime::Handle,
+    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
 }
 
 impl Http {
@@ -77,6 +93,21 @@ impl Http {
             idle: idle_timeout,
             interrupt,
             peers: false,
+            bulk: None,
+        }
+    }
+
+    /// Runs the connections of transfers into files ([`Http::fetch`]) on `runtime`'s workers;
+    /// transfers into memory stay on the caller's. A large file's bytes then cross from the
+    /// connection's task to the file writer in parallel, while small files' many short steps
+    /// wake no second worker (see `fetcher::child`).
+    pub fn with_bulk(self, runtime: tokio::runtime::Handle) -> Http {
+        Http {
+            bulk: Some(Bulk {
+                runtime,
+                client: Arc::default(),
+            }),
+            ..self
         }
     }
 
@@ -89,28 +120,38 @@ impl Http {
             idle: self.idle,
             interrupt: self.interrupt.clone(),
             peers: true,
+            bulk: self.bulk.as_ref().map(|bulk| Bulk {
+                runtime: bulk.runtime.clone(),
+                client: Arc::default(),
+            }),
         }
     }
 
     fn client(&self) -> Result<&reqwest::Client, FetchError> {
-        self.client
-            .get_or_init(|| {
-                let builder = reqwest::Client::builder();
-                let builder = if self.peers {
-                    builder.no_proxy().tls_certs_only([])
-                } else {
-                    builder
-                };
+        self.client_in(&self.client)
+    }
+
+    fn client_in<'a>(
+        &self,
+        cell: &'a OnceLock<Result<reqwest::Client, String>>,
+    ) -> Result<&'a reqwest::Client, FetchError> {
+        cell.get_or_init(|| {
+            let builder = reqwest::Client::builder();
+            let builder = if self.peers {
+                builder.no_proxy().tls_certs_only([])
+            } else {
                 builder
-                    .connect_timeout(self.connect_timeout)
-                    .user_agent(concat!("pactor/", env!("CARGO_PKG_VERSION")))
-                    // Package files are already compressed; ask for the bytes as they are.
-                    .no_gzip()
-                    .build()
-                    .map_err(|e| root_cause(&e))
-            })
-            .as_ref()
-            .map_err(|e| FetchError::Setup(e.clone()))
+            };
+            builder
+                .connect_timeout(self.connect_timeout)
+                .user_agent(concat!("pactor/", env!("CARGO_PKG_VERSION")))
+                // Package files are already compressed; ask for the bytes as they are.
+                .no_gzip()
+                .build()
+                .map_err(|e| root_cause(&e))
+        })
+        .as_ref()
+        .map_err(|e| FetchError::Setup(e.clone()))
     }
 
     /// Downloads `url` into `part`, continuing from the bytes already there. `max_len` bounds
@@ -118,6 +159,27 @@ impl Http {
     /// `on_bytes` hears every chunk that arrives.
     pub async fn fetch(
         &self,
+        url: &str,
+        part: &Path,
+        max_len: Option<u64>,
+        on_bytes: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Fetched, FetchError> {
+        match &self.bulk {
+            Some(bulk) if max_len.is_some_and(|len| len >= BULK_MIN) => {
+                let client = self.client_in(&bulk.client)?;
+                let fetch = self.fetch_with(client, url, part, max_len, on_bytes);
+                crate::runtime::on(&bulk.runtime, fetch).await
+            }
+            _ => {
+                self.fetch_with(self.client()?, url, part, max_len, on_bytes)
+                    .await
+            }
+        }
+    }
+
+    async fn fetch_with(
+        &self,
+        client: &reqwest::Client,
         url: &str,
         part: &Path,
         max_len: Option<u64>,
@@ -136,7 +198,7 @@ impl Http {
             });
         }
 
-        let mut request = self.client()?.get(url);
+        let mut request = client.get(url);
         if offset > 0 {
             request = request.header(RANGE, format!("bytes={offset}-"));
         }

@@ -17,6 +17,7 @@ mod prefetch;
 mod progress;
 mod proven;
 mod publish;
+mod runtime;
 mod seed;
 mod serve;
 mod stats;

@@ -92,6 +92,7 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         super_seed: args.super_seed || settings.super_seed,
         // A seeder fetches nothing; its peers all connect to it.
         outgoing_peers: settings.peers_per_package,
+        runtime: None,
     };
     let label = match &catalog {
         Catalog::Dirs(dirs) => dirs

@@ -232,6 +232,7 @@ fn swarm_config(settings: &Settings) -> SwarmConfig {
         // SuperSeed is `pactor seed`'s: a LAN cache seeds what its clients fetched.
         super_seed: false,
         outgoing_peers: settings.peers_per_package,
+        runtime: None,
     }
 }
 

@@ -21,6 +21,7 @@ use librqbit::{
     ManagedTorrent, Session, SessionOptions,
 };
 
+use crate::runtime::on;
 use crate::torrent::{Info, InfoHash};
 use peer_http::Shelf;
 pub use peer_http::{HttpPeers, SMALL_FILE, url as peer_url};
@@ -42,6 +43,9 @@ pub struct SwarmConfig {
     /// Connections a run opens to the peers of one package's torrent at a time (pactor.conf's
     /// `PeersPerPackage`, [`crate::config::DEFAULT_PEERS_PER_PACKAGE`] unless set).
     pub outgoing_peers: usize,
+    /// The runtime whose workers run the session's tasks (peers, pieces, the listener);
+    /// `None`: the runtime that starts the session.
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for SwarmConfig {
@@ -56,6 +60,7 @@ impl Default for SwarmConfig {
             peer_limit: None,
             super_seed: false,
             outgoing_peers: crate::config::DEFAULT_PEERS_PER_PACKAGE,
+            runtime: None,
         }
     }
 }
@@ -96,6 +101,8 @@ pub struct Target<'a> {
 
 pub struct Swarm {
     session: Arc<Session>,
+    /// Where the session's tasks run ([`SwarmConfig::runtime`]).
+    runtime: tokio::runtime::Handle,
     /// Announce URLs put into every torrent added from now on.
     trackers: Mutex<Trackers>,
     /// The seal of each torrent leeched, by infohash, until it is forgotten.
@@ -110,6 +117,22 @@ pub struct Swarm {
 
 impl Swarm {
     pub async fn start(config: &SwarmConfig, default_dir: &Path) -> Result<Swarm> {
+        let runtime = config
+            .runtime
+            .clone()
+            .unwrap_or_else(tokio::runtime::Handle::current);
+        on(
+            &runtime,
+            Swarm::start_here(config, default_dir, runtime.clone()),
+        )
+        .await
+    }
+
+    async fn start_here(
+        config: &SwarmConfig,
+        default_dir: &Path,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Swarm> {
         let _ = librqbit::try_increase_nofile_limit();
         let mut options = session_options(config);
         // A listening peer that is not a super-seeder also answers HTTP for small files.
@@ -127,6 +150,7 @@ impl Swarm {
         }
         Ok(Swarm {
             session,
+            runtime,
             trackers: Mutex::new(Trackers {
                 configured: config.trackers.clone(),
                 published: BTreeMap::new(),
@@ -177,7 +201,7 @@ impl Swarm {
             ..Default::default()
         };
         let handle = self.add(AddTorrent::from_bytes(bytes), options).await?;
-        handle.wait_until_initialized().await?;
+        on(&self.runtime, handle.wait_until_initialized()).await?;
         self.shelve(&info.name, dir.join(&info.name), info.length);
         Ok(handle)
     }
@@ -250,7 +274,8 @@ impl Swarm {
     }
 
     async fn add(&self, add: AddTorrent<'_>, options: AddTorrentOptions) -> Result<Handle> {
-        match self.session.add_torrent(add, Some(options)).await? {
+        let added = on(&self.runtime, self.session.add_torrent(add, Some(options)));
+        match added.await? {
             AddTorrentResponse::Added(_, handle)
             | AddTorrentResponse::AlreadyManaged(_, handle) => Ok(handle),
             AddTorrentResponse::ListOnly(_) => {
@@ -286,13 +311,17 @@ impl Swarm {
         if let Some(name) = handle.name() {
             self.shelf.remove(&name);
         }
-        let _ = self.session.delete(handle.id().into(), delete_files).await;
+        let _ = on(
+            &self.runtime,
+            self.session.delete(handle.id().into(), delete_files),
+        )
+        .await;
         let info_hash = handle.shared().info_hash.0;
         self.seals.lock().expect("no poisoning").remove(&info_hash);
     }
 
     pub async fn stop(&self) {
-        self.session.stop().await;
+        on(&self.runtime, self.session.stop()).await;
     }
 
     /// Bytes uploaded to peers since the session started, forgotten torrents included.
