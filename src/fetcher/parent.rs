@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::FromRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -478,17 +479,8 @@ impl Fetcher {
         if let Ok(bytes) = waited {
             uploaded = bytes;
         }
-        // It exits within milliseconds of saying it stopped: look often (every run waits
-        // for this, half the period on average).
-        let exited = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                if !matches!(self.child.try_wait(), Ok(None)) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        })
-        .await;
+        // It exits within milliseconds of saying it stopped.
+        let exited = tokio::time::timeout(Duration::from_secs(5), exit_of(&mut self.child)).await;
         if exited.is_err() {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -811,6 +803,33 @@ async fn copy_task(
             staged,
             placed: verdict,
         });
+    }
+}
+
+/// Returns once `child` has exited (and is reaped). Every run waits for this: its process
+/// descriptor wakes the wait the moment the child is gone. Polling every millisecond instead
+/// (where the kernel has no pidfd, before Linux 5.3) cost a run 2.5 ms, as tokio's timer
+/// rounds each sleep up to the next tick.
+async fn exit_of(child: &mut Child) {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    if let Ok(fd) = i32::try_from(fd)
+        && fd >= 0
+    {
+        // SAFETY: the descriptor was just created by pidfd_open and is owned here alone.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: an OwnedFd keeps its descriptor open, unchanged, until it is dropped with
+        // the AsyncFd.
+        let registered = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        };
+        if let Ok(fd) = registered {
+            // Readable once the process has exited.
+            let _ = fd.readable().await;
+        }
+    }
+    while matches!(child.try_wait(), Ok(None)) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
