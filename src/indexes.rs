@@ -10,6 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use crate::fetcher::protocol::Level;
 use crate::http::Http;
 use crate::index::{self, Entry, Index};
 use crate::transaction::PackageFile;
@@ -41,7 +42,9 @@ pub async fn refresh(
 ) {
     for stale in stale(repos, urls, arch, dir, force) {
         let fetched = fetch(http, &stale.urls).await;
-        record(dir, &stale, fetched);
+        let mut notes = Notes::default();
+        record(dir, &stale, fetched, &mut notes);
+        notes.show();
     }
 }
 
@@ -117,18 +120,43 @@ pub async fn fetch(http: &Http, urls: &[String]) -> Fetched {
     }
 }
 
+/// Lines for the user, shown when the caller is ready for them: a refresh received beside
+/// the planning of the transaction must not print into its output or its questions.
+#[derive(Default)]
+#[must_use = "the lines are for the user"]
+pub struct Notes(Vec<(Level, String)>);
+
+impl Notes {
+    fn warning(&mut self, text: String) {
+        self.0.push((Level::Warning, text));
+    }
+
+    pub fn say(&mut self, level: Level, text: String) {
+        self.0.push((level, text));
+    }
+
+    /// Shows the lines, in order.
+    pub fn show(self) {
+        for (level, text) in self.0 {
+            ui::say(level, &text);
+        }
+    }
+}
+
 /// Keeps what was fetched for `stale` (in the root process); the index, if one was.
-pub fn record(dir: &Path, stale: &Stale, fetched: Fetched) -> Option<Loaded> {
+pub fn record(dir: &Path, stale: &Stale, fetched: Fetched, notes: &mut Notes) -> Option<Loaded> {
     match fetched {
         // The bytes come from the download process, which the root process does not trust:
         // what does not parse never replaces the copy kept from before.
         Fetched::Index(bytes) => match Index::parse(&bytes) {
             Ok((index, warnings)) => {
-                save(dir, &stale.local, &bytes, &stale.repo);
-                warn(&stale.repo, warnings);
+                save(dir, &stale.local, &bytes, &stale.repo, notes);
+                for w in warnings {
+                    notes.warning(format!("torrent index of {}: {w}", stale.repo));
+                }
                 return Some(Loaded { index, raw: bytes });
             }
-            Err(e) => ui::warning(&format!(
+            Err(e) => notes.warning(format!(
                 "the torrent index of {} that was downloaded is not valid ({e}); keeping the one from before",
                 stale.repo
             )),
@@ -136,13 +164,16 @@ pub fn record(dir: &Path, stale: &Stale, fetched: Fetched) -> Option<Loaded> {
         Fetched::Nothing => {
             // An empty file remembers the answer until the database changes, so a repo
             // without an index costs no request in a run with nothing to download.
-            save(dir, &stale.local, b"", &stale.repo);
-            println!(
-                " {} publishes no torrent index; its packages come from mirrors",
-                stale.repo
+            save(dir, &stale.local, b"", &stale.repo, notes);
+            notes.say(
+                Level::Line,
+                format!(
+                    " {} publishes no torrent index; its packages come from mirrors",
+                    stale.repo
+                ),
             );
         }
-        Fetched::Failed => ui::warning(&format!(
+        Fetched::Failed => notes.warning(format!(
             "could not download the torrent index of {}",
             stale.repo
         )),
@@ -156,14 +187,12 @@ fn warn(repo: &str, warnings: Vec<String>) {
     }
 }
 
-fn save(dir: &Path, local: &Path, bytes: &[u8], repo: &str) {
+fn save(dir: &Path, local: &Path, bytes: &[u8], repo: &str, notes: &mut Notes) {
     let saved = std::fs::create_dir_all(dir)
         .map_err(anyhow::Error::from)
         .and_then(|_| crate::atomic_write::write(local, bytes));
     if let Err(e) = saved {
-        ui::warning(&format!(
-            "could not save the torrent index of {repo}: {e:#}"
-        ));
+        notes.warning(format!("could not save the torrent index of {repo}: {e:#}"));
     }
 }
 
@@ -271,15 +300,33 @@ mod tests {
             ..Index::default()
         }
         .to_bytes();
-        let kept = record(tmp.path(), &stale, Fetched::Index(good.clone())).unwrap();
+        let mut notes = Notes::default();
+        let kept = record(tmp.path(), &stale, Fetched::Index(good.clone()), &mut notes).unwrap();
         assert_eq!(std::fs::read(&stale.local).unwrap(), good);
         assert_eq!((kept.raw, kept.index.trackers.len()), (good.clone(), 1));
-        assert!(record(tmp.path(), &stale, Fetched::Index(b"<html>".to_vec())).is_none());
+        assert!(notes.0.is_empty());
+        let bad = Fetched::Index(b"<html>".to_vec());
+        assert!(record(tmp.path(), &stale, bad, &mut notes).is_none());
         assert_eq!(std::fs::read(&stale.local).unwrap(), good);
-        assert!(record(tmp.path(), &stale, Fetched::Failed).is_none());
+        assert!(record(tmp.path(), &stale, Fetched::Failed, &mut notes).is_none());
         assert_eq!(std::fs::read(&stale.local).unwrap(), good);
-        assert!(record(tmp.path(), &stale, Fetched::Nothing).is_none());
+        assert!(record(tmp.path(), &stale, Fetched::Nothing, &mut notes).is_none());
         assert_eq!(std::fs::read(&stale.local).unwrap(), b"");
+        // Told, in order, when the caller shows them: nothing was printed meanwhile.
+        let told: Vec<(Level, &str)> = notes.0.iter().map(|(l, t)| (*l, t.as_str())).collect();
+        assert!(
+            matches!(
+                told.as_slice(),
+                [
+                    (Level::Warning, invalid),
+                    (Level::Warning, failed),
+                    (Level::Line, nothing),
+                ] if invalid.contains("is not valid")
+                    && failed.contains("could not download")
+                    && nothing.contains("publishes no torrent index")
+            ),
+            "{told:?}"
+        );
     }
 
     #[test]

@@ -77,32 +77,49 @@ pub fn run(args: SyncArgs) -> Result<()> {
     // swarm the prefetch may need): neither needs the other's work before the prefetch.
     let has_targets = !args.targets.is_empty() || args.sysupgrade > 0;
     let warm_up = (has_targets && !stale.is_empty()).then(|| swarm_settings(&settings));
-    let pending = match stale.is_empty() {
+    // Their receipt (reading, checking and keeping each index: 3 ms for 1,000 files, ten
+    // times that for Arch's repos) runs on a worker meanwhile, and says nothing until the
+    // planning, which may ask questions, is over.
+    let receiving = match stale.is_empty() {
         true => None,
-        false => Some(
-            runtime
+        false => {
+            let pending = runtime
                 .block_on(downloads.fetcher())?
-                .request_indexes(stale, warm_up.clone()),
-        ),
+                .request_indexes(stale, warm_up.clone());
+            let mut fetcher = downloads.lend().expect("started above");
+            let dir = index_dir.clone();
+            Some(runtime.spawn(async move {
+                let mut notes = indexes::Notes::default();
+                let recorded = fetcher.receive_indexes(pending, &dir, &mut notes).await;
+                (fetcher, recorded, notes)
+            }))
+        }
     };
     let planned = match has_targets {
         true => transaction::plan(&mut alpm, &args),
         false => Ok(Planned::NothingToDo),
+    };
+    let received = match receiving {
+        None => None,
+        Some(task) => {
+            let (fetcher, recorded, notes) = runtime
+                .block_on(task)
+                .context("the torrent indexes were not received")?;
+            downloads.give_back(fetcher);
+            Some((recorded, notes))
+        }
     };
     // A signal at one of its questions ended the planning (the questions after it were answered
     // no): the run ends as pacman's does, whatever the planning made of those answers.
     if let Some(signum) = interrupt.signal() {
         bail!(crate::ExitQuietly(128 + signum as u8));
     }
-    let recorded = match pending {
+    let recorded = match received {
         None => Default::default(),
-        Some(pending) => runtime.block_on(async {
-            downloads
-                .fetcher()
-                .await?
-                .receive_indexes(pending, &index_dir)
-                .await
-        })?,
+        Some((recorded, notes)) => {
+            notes.show();
+            recorded?
+        }
     };
     let files = match planned? {
         Planned::NothingToDo => return Ok(()),

@@ -30,7 +30,7 @@ use super::protocol::{
 };
 use super::sandbox::{self, Plan, Staging};
 use super::sender::ChildSender;
-use crate::indexes::{self, Fetched, Stale};
+use crate::indexes::{self, Fetched, Notes, Stale};
 use crate::interrupt::{Follower, Interrupt};
 use crate::progress::{DownloadProgress, FileProgress};
 use crate::transaction::PackageFile;
@@ -89,6 +89,18 @@ impl Downloads {
             self.running = Some(Fetcher::start(&self.setup, self.interrupt.clone())?);
         }
         Ok(self.running.as_mut().expect("just started"))
+    }
+
+    /// Lends the running download process to a task of its own (the receipt of the indexes
+    /// while this thread plans the transaction): until it is given back, the process is
+    /// neither started again nor stopped from here.
+    pub fn lend(&mut self) -> Option<Fetcher> {
+        self.running.take()
+    }
+
+    /// Takes back what [`Downloads::lend`] lent.
+    pub fn give_back(&mut self, fetcher: Fetcher) {
+        self.running = Some(fetcher);
     }
 
     /// Stops the download process (and its seeding) at the end of a run that fetched all it
@@ -333,7 +345,10 @@ impl Fetcher {
     /// Fetches the `stale` indexes and keeps them in `dir`.
     pub async fn refresh_indexes(&mut self, stale: Vec<Stale>, dir: &Path) -> Result<Recorded> {
         let pending = self.request_indexes(stale, None);
-        self.receive_indexes(pending, dir).await
+        let mut notes = Notes::default();
+        let recorded = self.receive_indexes(pending, dir, &mut notes).await;
+        notes.show();
+        recorded
     }
 
     /// Asks for the `stale` indexes without waiting: the child fetches them while this process
@@ -356,16 +371,17 @@ impl Fetcher {
     }
 
     /// The answer to [`Fetcher::request_indexes`]: the indexes it fetched are kept in `dir`,
-    /// and returned by repo.
+    /// and returned by repo. What there is to tell the user goes to `notes`.
     pub async fn receive_indexes(
         &mut self,
         pending: PendingIndexes,
         dir: &Path,
+        notes: &mut Notes,
     ) -> Result<Recorded> {
         let stale = &pending.stale;
         let outcomes = loop {
             match self.next().await {
-                Ok(ToParent::Say { level, text }) => ui::say(level, &clean(&text)),
+                Ok(ToParent::Say { level, text }) => notes.say(level, clean(&text)),
                 Ok(ToParent::Indexes(outcomes)) if outcomes.len() == stale.len() => break outcomes,
                 Ok(other) => return Err(self.refuse(&format!("{other:?}"))),
                 Err(e) => return Err(self.interrupted().unwrap_or(e)),
@@ -389,7 +405,7 @@ impl Fetcher {
                 IndexOutcome::PublishesNothing => Fetched::Nothing,
                 IndexOutcome::Failed => Fetched::Failed,
             };
-            if let Some(loaded) = indexes::record(dir, stale, fetched) {
+            if let Some(loaded) = indexes::record(dir, stale, fetched, notes) {
                 recorded.insert(stale.repo.clone(), loaded);
             }
         }
