@@ -63,6 +63,8 @@ fn main() {
     // Packages are built from inside temp dirs: every path handed around must be absolute.
     options.work = std::path::absolute(&options.work).expect("work directory");
     options.out = std::path::absolute(&options.out).expect("output directory");
+    // Now: the report's own files make the working tree differ from the commit measured.
+    let machine = machine::describe(&options);
     let started = std::time::Instant::now();
     let runs = scenarios::run_all(&options);
     // After the scenarios, so that it cannot slow them: how far this machine's memory goes
@@ -75,5 +77,5 @@ fn main() {
         false => Vec::new(),
     };
     let elapsed = started.elapsed();
-    report::write(&options, &runs, &memory, elapsed);
+    report::write(&options, &machine, &runs, &memory, elapsed);
 }

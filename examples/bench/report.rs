@@ -13,7 +13,9 @@ use crate::workload::Kind;
 
 const MB: f64 = 1_000_000.0;
 
-pub fn write(options: &Options, runs: &[Run], memory: &[Step], elapsed: Duration) {
+/// Writes the results, the plots and BENCHMARKS.md; `machine` is [`crate::machine::describe`]
+/// as taken before the run, while the working tree was still the one measured.
+pub fn write(options: &Options, machine: &str, runs: &[Run], memory: &[Step], elapsed: Duration) {
     let dir = options.out.join("bench");
     std::fs::create_dir_all(&dir).expect("bench output directory");
     let json = serde_json::to_string_pretty(runs).expect("runs serialize");
@@ -26,7 +28,7 @@ pub fn write(options: &Options, runs: &[Run], memory: &[Step], elapsed: Duration
     if !fleet.rows.is_empty() {
         crate::plot::fleet(&fleet, &dir);
     }
-    let text = markdown(options, runs, &fleet, memory, elapsed);
+    let text = markdown(options, machine, runs, &fleet, memory, elapsed);
     std::fs::write(options.out.join("BENCHMARKS.md"), text).expect("BENCHMARKS.md");
     eprintln!(
         ":: wrote {} and {}",
@@ -116,6 +118,7 @@ struct Target {
 
 fn markdown(
     options: &Options,
+    machine: &str,
     runs: &[Run],
     fleet: &FleetTable,
     memory: &[Step],
@@ -135,7 +138,7 @@ fn markdown(
         if options.quick { " --quick" } else { "" },
         options.reps
     );
-    let _ = writeln!(out, "{}\n", crate::machine::describe(options));
+    let _ = writeln!(out, "{machine}\n");
     let _ = writeln!(
         out,
         "Whole run: {:.0} minutes. Workloads: **typical -Syu** (150 packages, log-normal sizes, \
