@@ -827,6 +827,11 @@ async fn copy_task(
 /// (where the kernel has no pidfd, before Linux 5.3) cost a run 2.5 ms, as tokio's timer
 /// rounds each sleep up to the next tick.
 async fn exit_of(child: &mut Child) {
+    // Already reaped (it died earlier): its pid may name another process by now. Not yet
+    // reaped, the pid is the child's until `try_wait` below reaps it.
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
     if let Ok(fd) = i32::try_from(fd)
