@@ -359,17 +359,15 @@ impl TorrentStateLive {
                         state
                             .up_speed_estimator
                             .add_snapshot(stats.uploaded_bytes, None, now);
-                        // pactor: a finished torrent only seeds; its upload speed is sampled
-                        // once a second. A run or a seeder holds hundreds of them, and ten
-                        // wake-ups a second each (a lock, the peers' stats) added up.
-                        let finished = remaining == 0;
+                        // pactor: a finished torrent only seeds, and its speeds are no
+                        // longer sampled: pactor never reads a seeded torrent's speed, and a
+                        // seeder holds a torrent per package (thousands for a whole repo),
+                        // each of which woke once a second for nothing.
+                        if remaining == 0 {
+                            return Ok(());
+                        }
                         drop(state);
-                        tokio::time::sleep(Duration::from_millis(if finished {
-                            1000
-                        } else {
-                            100
-                        }))
-                        .await;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
             },
