@@ -120,10 +120,9 @@ impl Http {
             idle: self.idle,
             interrupt: self.interrupt.clone(),
             peers: true,
-            bulk: self.bulk.as_ref().map(|bulk| Bulk {
-                runtime: bulk.runtime.clone(),
-                client: Arc::default(),
-            }),
+            // Peers are asked only for files of at most 1 MiB (`swarm::SMALL_FILE`), far
+            // below `BULK_MIN`: their transfers stay on the caller's runtime.
+            bulk: None,
         }
     }
 

@@ -152,7 +152,7 @@ pub fn record(dir: &Path, stale: &Stale, fetched: Fetched, notes: &mut Notes) ->
             Ok((index, warnings)) => {
                 save(dir, &stale.local, &bytes, &stale.repo, notes);
                 for w in warnings {
-                    notes.warning(format!("torrent index of {}: {w}", stale.repo));
+                    notes.warning(index_warning(&stale.repo, &w));
                 }
                 return Some(Loaded { index, raw: bytes });
             }
@@ -183,8 +183,13 @@ pub fn record(dir: &Path, stale: &Stale, fetched: Fetched, notes: &mut Notes) ->
 
 fn warn(repo: &str, warnings: Vec<String>) {
     for w in warnings {
-        ui::warning(&format!("torrent index of {repo}: {w}"));
+        ui::warning(&index_warning(repo, &w));
     }
+}
+
+/// What a problem found in `repo`'s index says to the user.
+fn index_warning(repo: &str, warning: &str) -> String {
+    format!("torrent index of {repo}: {warning}")
 }
 
 fn save(dir: &Path, local: &Path, bytes: &[u8], repo: &str, notes: &mut Notes) {
