@@ -133,8 +133,11 @@ fn markdown(
          off) and ran every contender on the same workloads in the same run, alternating them \
          in a rotating order. Figures are medians over {} repetitions unless said otherwise; \
          ratios compare contenders measured side by side in this run. Absolute times are for \
-         context only: the mirror, the seeders and the clients share two cores. Raw results: \
-         [`bench/results.json`](bench/results.json).\n",
+         context only: the mirror, the seeders and the clients share two cores. Every run \
+         gets a fresh root and an empty cache; a root that pactor fetches into has run \
+         `pactor -S` once before, as a machine that uses pactor has, so that pactor has \
+         pacman-conf's answer in its `StateDir` (it runs pacman-conf again only when \
+         pacman.conf changes). Raw results: [`bench/results.json`](bench/results.json).\n",
         if options.quick { " --quick" } else { "" },
         options.reps
     );

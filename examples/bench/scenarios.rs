@@ -246,7 +246,26 @@ fn client(services: &Services, contender: Contender, options: &Options) -> TestE
             if options.quick { 3 } else { 5 }
         )),
     }
+    if matches!(contender, Contender::PactorHttp | Contender::PactorSwarm) {
+        has_run_pactor(&env);
+    }
     env
+}
+
+/// Makes `env` a machine that has run pactor before, as every measured root of the nothing-to-do
+/// scenario is after its first run: pactor keeps pacman-conf's answer in its `StateDir`
+/// (`src/conf_cache.rs`) and runs pacman-conf again only when pacman.conf changes. A fresh root
+/// would charge every run with that exec, 6-10 ms of the many-small workload, which a machine
+/// pays once. `pactor -S` with no target reads pacman.conf and stops there, fetching nothing.
+fn has_run_pactor(env: &TestEnv) {
+    let out = env.pactor(&["-S"]).output().expect("pactor runs");
+    let kept = env.state_dir().join("pacman-conf.cache");
+    assert!(
+        kept.exists(),
+        "`pactor -S` kept no pacman-conf answer in {}: {}",
+        kept.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The command a contender runs to fetch the whole workload into `env`'s cache.
