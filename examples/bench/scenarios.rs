@@ -256,7 +256,8 @@ fn client(services: &Services, contender: Contender, options: &Options) -> TestE
 /// scenario is after its first run: pactor keeps pacman-conf's answer in its `StateDir`
 /// (`src/conf_cache.rs`) and runs pacman-conf again only when pacman.conf changes. A fresh root
 /// would charge every run with that exec, which a machine pays once: 8-10 ms on an idle machine,
-/// about 20 ms of a many-small run beside the mirror and the seeder. `pactor -S` with no target reads pacman.conf and stops there, fetching nothing.
+/// about 20 ms of a many-small run beside the mirror and the seeder. `pactor -S` with no target
+/// reads pacman.conf and stops there, fetching nothing.
 fn has_run_pactor(env: &TestEnv) {
     let out = env.pactor(&["-S"]).output().expect("pactor runs");
     let kept = env.state_dir().join("pacman-conf.cache");
