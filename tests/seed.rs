@@ -284,3 +284,59 @@ fn a_super_seeder_offers_each_peer_other_pieces_and_still_serves_a_lone_client()
     assert_eq!(mirror.count(&foo.filename()), 0, "all from the seeder");
     assert_eq!(env.installed(), [("foo".to_owned(), "1.0-1".to_owned())]);
 }
+
+/// The context switches of every thread of `pid` that is alive at both ends of `window`
+/// (a thread that exits in between would take its count with it).
+fn context_switches_over(pid: u32, window: Duration) -> u64 {
+    let sample = || -> std::collections::HashMap<String, u64> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        tasks
+            .filter_map(|t| {
+                let t = t.ok()?;
+                let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+                let switches = status
+                    .lines()
+                    .filter(|l| l.contains("ctxt_switches:"))
+                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .sum();
+                Some((t.file_name().to_string_lossy().into_owned(), switches))
+            })
+            .collect()
+    };
+    let before = sample();
+    std::thread::sleep(window);
+    let after = sample();
+    after
+        .iter()
+        .filter_map(|(tid, n)| Some(n - before.get(tid)?))
+        .sum()
+}
+
+/// A seeder runs for months, mostly with nothing to do: then it sleeps. librqbit woke each
+/// torrent's tasks every 5 s (a trace heartbeat and a check that the torrent was still
+/// live), so an idle seeder of a whole repo (10,000 files and more) never rested.
+#[test]
+fn an_idle_seeder_sleeps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let mut repo = Repo::new(&dir, "core");
+    let files = 100;
+    let pkgs: Vec<Pkg> = (0..files)
+        .map(|n| Pkg::new(&format!("p{n}"), "1.0-1").payload(1_000))
+        .collect();
+    repo.add(&pkgs);
+    publish(&dir);
+    let conf = tmp.path().join("seeder.conf");
+    write_pactor_conf(&conf, "");
+    // No rescan in the window: it is the torrents that must sleep.
+    let seeder = SeedProcess::start_with(&["--dir".as_ref(), dir.as_os_str()], &conf, 3600);
+    seeder.wait_seeding(files);
+    // Past the 5 s of any timer set while the torrents started.
+    std::thread::sleep(Duration::from_secs(6));
+    let switches = context_switches_over(seeder.pid(), Duration::from_secs(6));
+    // Before: more than one per torrent in any 5 s.
+    assert!(
+        switches < files as u64 / 4,
+        "{switches} context switches in 6 s of an idle seeder of {files} files"
+    );
+}

@@ -711,9 +711,12 @@ fn spawn_peer_adder(live: &Arc<TorrentStateLive>, mut peer_rx: PeerStream) {
                     weak
                 };
 
+                // pactor: no 5 s timeout to notice that the torrent is no longer live, which
+                // woke every idle torrent of a seeder for nothing; the live state cancels its
+                // tasks, this one included, when it is paused or dropped.
                 loop {
-                    match timeout(Duration::from_secs(5), peer_rx.next()).await {
-                        Ok(Some(peer)) => {
+                    match peer_rx.next().await {
+                        Some(peer) => {
                             trace!(?peer, "received peer");
                             let live = match live.upgrade() {
                                 Some(live) => live,
@@ -721,16 +724,10 @@ fn spawn_peer_adder(live: &Arc<TorrentStateLive>, mut peer_rx: PeerStream) {
                             };
                             live.add_peer_if_not_seen(peer)?;
                         }
-                        Ok(None) => {
+                        None => {
                             debug!("peer_rx closed, closing peer adder");
                             return Ok(());
                         }
-                        // If timeout, check if the torrent is live.
-                        Err(_) if live.strong_count() == 0 => {
-                            debug!("timed out waiting for peers, torrent isn't live, closing peer adder");
-                            return Ok(());
-                        }
-                        Err(_) => continue,
                     }
                 }
             }

@@ -228,6 +228,13 @@ pub struct TorrentStateLive {
     ratelimits: Limits,
 }
 
+// pactor: the tasks that hold this state only weakly (the peer adder) stop with it, at once.
+impl Drop for TorrentStateLive {
+    fn drop(&mut self) {
+        self.cancellation_token.cancel();
+    }
+}
+
 impl TorrentStateLive {
     fn max_request_window(&self) -> usize {
         self.shared
