@@ -340,3 +340,53 @@ fn an_idle_seeder_sleeps() {
         "{switches} context switches in 6 s of an idle seeder of {files} files"
     );
 }
+
+/// Pieces a super-seeder gave a client that has since left are nobody's now: the next client
+/// is offered them at once. They stayed marked as just offered for 5 s, and a client that came
+/// within that time (a fleet's next wave, a machine after another) got a window a second.
+#[test]
+fn a_super_seeder_offers_again_at_once_what_a_departed_peer_held() {
+    use bed::wire::{HAVE, INTERESTED, haves};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let mut repo = Repo::new(&dir, "core");
+    let foo = Pkg::new("foo", "1.0-1").payload(8_000_000);
+    repo.add(std::slice::from_ref(&foo));
+    publish(&dir);
+    let info = pactor::torrent::Info::from_file(&repo.path(&foo)).unwrap();
+    let pieces = info.length.div_ceil(info.piece_length) as usize;
+    let conf = tmp.path().join("seeder.conf");
+    write_pactor_conf(&conf, "");
+    let seeder = SeedProcess::start(
+        &["--dir".as_ref(), dir.as_os_str(), "--super-seed".as_ref()],
+        &conf,
+    );
+    seeder.wait_seeding(1);
+    let hash = info.info_hash().0;
+    let settle = Duration::from_millis(500);
+
+    // A takes up every offer until it holds the whole torrent.
+    let mut a = Wire::connect(seeder.port, hash, b"-TT0001-aaaaaaaaaaaa");
+    a.send(INTERESTED, &[]);
+    let mut held = std::collections::BTreeSet::new();
+    for _ in 0..=pieces {
+        let offered = haves(&a.messages_for(settle));
+        if offered.is_empty() {
+            break;
+        }
+        for piece in offered {
+            a.send(HAVE, &piece.to_be_bytes());
+            held.insert(piece);
+        }
+    }
+    assert_eq!(held.len(), pieces, "A was offered every piece: {held:?}");
+    drop(a);
+    std::thread::sleep(Duration::from_millis(200));
+
+    let mut c = Wire::connect(seeder.port, hash, b"-TT0001-cccccccccccc");
+    c.send(INTERESTED, &[]);
+    assert!(
+        !haves(&c.messages_for(settle)).is_empty(),
+        "the next peer is offered pieces at once, not after 5 s"
+    );
+}
