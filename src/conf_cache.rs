@@ -1,10 +1,11 @@
 //! pacman-conf's answer, remembered between runs. pacman.conf is read through `pacman-conf`
 //! (so Includes, globs and `--root` resolve exactly as for pacman), but running it costs
 //! 8-10 ms on an idle machine, an exec that loads libalpm and the 49 libraries it brings: a
-//! quarter of a whole `pacman -Syu` with nothing to do (BENCHMARKS.md). Its output depends only on its arguments, the pacman-conf binary and the files it reads, so the
-//! output is kept in `StateDir` with the identity of each of those files (and of each directory
-//! an Include glob expands in, whose mtime moves when a file is added or removed there), and
-//! reused while none of them changed.
+//! quarter of a whole `pacman -Syu` with nothing to do (BENCHMARKS.md). Its output depends
+//! only on its arguments, the pacman-conf binary and the files it reads, so the output is kept
+//! in `StateDir` with the identity of each of those files (and of each directory an Include
+//! glob expands in, whose mtime moves when a file is added or removed there), and reused while
+//! none of them changed.
 //!
 //! The record steers how pactor configures alpm, so only a record written by this user and
 //! writable by nobody else is believed; anything else is ignored and rewritten.
