@@ -78,4 +78,14 @@ fn main() {
     };
     let elapsed = started.elapsed();
     report::write(&options, &machine, &runs, &memory, elapsed);
+    // A run that did not complete is marked in the page; the exit status says so as well, for
+    // the smoke run in `scripts/test`.
+    let failed = runs.iter().filter(|r| !r.ok).count();
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} run(s) did not complete (their logs are in {})",
+            options.work.display()
+        );
+        std::process::exit(1);
+    }
 }
