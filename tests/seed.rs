@@ -288,18 +288,16 @@ fn a_super_seeder_offers_each_peer_other_pieces_and_still_serves_a_lone_client()
 /// The context switches of every thread of `pid` that is alive at both ends of `window`
 /// (a thread that exits in between would take its count with it).
 fn context_switches_over(pid: u32, window: Duration) -> u64 {
-    let sample = || -> std::collections::HashMap<String, u64> {
+    let sample = || -> std::collections::HashMap<u32, u64> {
         let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
         tasks
             .filter_map(|t| {
-                let t = t.ok()?;
-                let status = std::fs::read_to_string(t.path().join("status")).ok()?;
-                let switches = status
-                    .lines()
-                    .filter(|l| l.contains("ctxt_switches:"))
-                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                    .sum();
-                Some((t.file_name().to_string_lossy().into_owned(), switches))
+                let tid: u32 = t.ok()?.file_name().to_str()?.parse().ok()?;
+                let switches = ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"]
+                    .iter()
+                    .map(|field| proc_status(tid, field)?.parse::<u64>().ok())
+                    .sum::<Option<u64>>()?;
+                Some((tid, switches))
             })
             .collect()
     };
